@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The event ABI shared by hdrlog's BPF programs and its Python decoder
+ * (src/hdrlog/decode.py). Every record starts with a type tag; fields are
+ * fixed-width, in host byte order unless named *_be or byte arrays, with
+ * explicit padding. tests/unit/test_abi.py compares this layout (read from
+ * the object's BTF) with the decoder's.
+ */
+#ifndef HDRLOG_ABI_H
+#define HDRLOG_ABI_H
+
+/* Padding in the ABI must be explicit. */
+#pragma clang diagnostic push
+#pragma clang diagnostic error "-Wpadded"
+
+enum hl_event_type {
+	HL_EV_PACKET = 1,
+};
+
+enum hl_direction {
+	HL_DIR_INGRESS = 0,
+	HL_DIR_EGRESS = 1,
+};
+
+/* hl_packet.flags */
+enum hl_packet_flag {
+	HL_PKT_HDR_TRUNCATED = 1 << 0, /* headers go on past the parse window */
+	HL_PKT_XDP = 1 << 1,           /* seen by the XDP program, not TC */
+	HL_PKT_IP_FRAGMENT = 1 << 2,   /* a non-first fragment: no L4 header */
+	HL_PKT_L4 = 1 << 3,            /* the L4 fields below are valid */
+	HL_PKT_TCP_OPTS_BAD = 1 << 4,  /* TCP options ran past the header */
+};
+
+/* hl_packet.malformed: why parsing stopped early (the outer layers are valid) */
+enum hl_malformed {
+	HL_BAD_NONE = 0,
+	HL_BAD_ETH_SHORT = 1,     /* shorter than an Ethernet header */
+	HL_BAD_VLAN_SHORT = 2,    /* VLAN tag cut off */
+	HL_BAD_IP_SHORT = 3,      /* shorter than the fixed IP header */
+	HL_BAD_IP_VERSION = 4,    /* version field disagrees with the ethertype */
+	HL_BAD_IPV4_IHL = 5,      /* IHL < 5 or past the end of the packet */
+	HL_BAD_IP_LEN = 6,        /* IP length field < header or past the end */
+	HL_BAD_IPV6_EXT = 7,      /* extension header past the end */
+	HL_BAD_IPV6_EXT_DEPTH = 8,/* more extension headers than hdrlog follows */
+	HL_BAD_L4_SHORT = 9,      /* L4 header cut off */
+	HL_BAD_TCP_DOFF = 10,     /* data offset < 5 or past the end */
+};
+
+/* hl_packet.tcp_opts: which TCP options were present */
+enum hl_tcp_opt {
+	HL_TCPOPT_MSS = 1 << 0,
+	HL_TCPOPT_WSCALE = 1 << 1,
+	HL_TCPOPT_SACK_PERM = 1 << 2,
+	HL_TCPOPT_SACK = 1 << 3,
+	HL_TCPOPT_TIMESTAMP = 1 << 4,
+};
+
+#define HL_IP_OPTS_MAX 40   /* IPv4 options: IHL 15 * 4 - 20 */
+#define HL_IP6_EXT_MAX 8    /* extension headers followed before giving up */
+#define HL_SACK_MAX 4       /* SACK blocks: 4 fit in 40 option bytes */
+#define HL_SNAPLEN_MAX 1024 /* payload bytes a packet record may carry */
+
+struct hl_packet {
+	__u8 type;        /* HL_EV_PACKET */
+	__u8 direction;   /* enum hl_direction */
+	__u8 flags;       /* enum hl_packet_flag */
+	__u8 malformed;   /* enum hl_malformed */
+	__u32 ifindex;
+	__u64 ts_ns;      /* bpf_ktime_get_ns() */
+	__u32 len;        /* frame length (pre-segmentation at TC egress) */
+	__u32 l4_payload; /* L4 payload bytes in the packet */
+	__u16 captured;   /* payload bytes that follow this struct */
+	__u16 eth_proto;  /* ethertype after VLAN tags */
+	__u8 eth_dst[6];
+	__u8 eth_src[6];
+	__u16 eth_type;   /* first ethertype (a TPID when tagged) */
+	__u8 vlan_count;
+	__u8 ip_version;  /* 0, 4 or 6 */
+	__u16 vlan_tpid[2];
+	__u16 vlan_tci[2];
+	__u8 ip_proto;    /* L4 protocol (after IPv6 extension headers) */
+	__u8 ttl;         /* IPv4 TTL / IPv6 hop limit */
+	__u8 tos;         /* IPv4 TOS / IPv6 traffic class */
+	__u8 ip_hdr_len;  /* IPv4 IHL * 4; 40 for IPv6 */
+	__u16 ip_len;     /* IPv4 total length / IPv6 payload length */
+	__u16 ip_id;
+	__u16 ip_frag;    /* IPv4 flags and fragment offset, as on the wire */
+	__u16 ip_csum;
+	__u8 saddr[16];   /* IPv4 in the first 4 bytes */
+	__u8 daddr[16];
+	__u32 ip6_flow;   /* flow label */
+	__u8 ip6_nxt;     /* next header of the fixed IPv6 header */
+	__u8 ip6_ext_count;
+	__u8 ip_opts_len;
+	__u8 l4_hdr_len;
+	__u8 ip6_ext[HL_IP6_EXT_MAX]; /* extension header types, in order */
+	__u32 ip6_frag_id;
+	__u16 ip6_frag;   /* fragment header offset and M flag, as on the wire */
+	__u16 _pad0;
+	__u8 ip_opts[HL_IP_OPTS_MAX];
+	__u16 sport;
+	__u16 dport;
+	__u32 seq;
+	__u32 ack;
+	__u16 window;
+	__u16 urg_ptr;
+	__u16 tcp_flags;  /* 9 bits: AE(NS) CWR ECE URG ACK PSH RST SYN FIN */
+	__u16 l4_csum;
+	__u16 mss;
+	__u8 wscale;
+	__u8 sack_count;
+	__u8 tcp_opts;    /* enum hl_tcp_opt */
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u8 _pad1;
+	__u16 udp_len;
+	__u16 _pad2;
+	__u32 icmp_rest;  /* ICMP bytes 4..7, as on the wire (id and seq for echo) */
+	__u32 ts_val;
+	__u32 ts_ecr;
+	__u32 sack[HL_SACK_MAX * 2]; /* left, right edge pairs */
+	__u32 _pad3;
+	/* followed by `captured` bytes of L4 payload */
+};
+
+/* Per-CPU counters of the packet program: index into the `counters` array */
+enum hl_counter {
+	HL_CNT_SEEN = 0,
+	HL_CNT_LOGGED,
+	HL_CNT_FILTERED_PROTO,
+	HL_CNT_FILTERED_PORT,
+	HL_CNT_FILTERED_NET,
+	HL_CNT_FILTERED_TCP_FLAGS,
+	HL_CNT_FIRST_N,
+	HL_CNT_SAMPLED,
+	HL_CNT_RING_FULL,
+	HL_CNT_MALFORMED,   /* logged, with the layers that were valid */
+	HL_CNT_TRUNCATED,   /* logged, headers longer than the parse window */
+	HL_CNT__MAX,
+};
+
+/* Filter settings, one element of the `settings` array, written by user space */
+enum hl_setting_flag {
+	HL_SET_PORTS = 1 << 0,      /* keep only packets with a port in `ports` */
+	HL_SET_NET_INCLUDE = 1 << 1,/* keep only packets with an address in nets_include */
+	HL_SET_NET_EXCLUDE = 1 << 2,/* drop packets with an address in nets_exclude */
+	HL_SET_TCP_FLAGS = 1 << 3,  /* keep only TCP packets whose flags match */
+	HL_SET_TCP_FLAGS_ANY = 1 << 4, /* match: any of mask set (else flags & mask == value) */
+	HL_SET_PROTOS = 1 << 5,     /* keep only the IP protocols in `protos` */
+};
+
+struct hl_settings {
+	__u32 flags;          /* enum hl_setting_flag */
+	__u32 sample_every;   /* keep 1 in N (0 or 1: all); SYN, FIN, RST always kept */
+	__u32 first_packets;  /* keep the first N packets of each flow (0: all) */
+	__u16 tcp_flags_mask;
+	__u16 tcp_flags_value;
+	__u8 protos[32];      /* bitmap of IP protocols to keep (all zero: all) */
+	__u32 wake_bytes;     /* wake the reader once this much data is waiting */
+	__u32 _pad0;
+};
+
+/* Key of the LPM tries: prefix length, then an IPv4-mapped or IPv6 address */
+struct hl_net_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/* Key of the first-N LRU map: the flow, lower endpoint first */
+struct hl_flow_key {
+	__u8 addr_lo[16];
+	__u8 addr_hi[16];
+	__u16 port_lo;
+	__u16 port_hi;
+	__u8 proto;
+	__u8 _pad[3];
+};
+
+#pragma clang diagnostic pop
+
+#endif /* HDRLOG_ABI_H */

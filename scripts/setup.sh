@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Sets up everything hdrlog needs on Debian 12 (as root), idempotently:
+# system packages, the Python virtual environment, and the BPF objects.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# clang/llvm/libbpf-dev/bpftool/make build the BPF objects; the rest is what the tests run
+PACKAGES=(
+  clang llvm libbpf-dev libbpf1 bpftool make
+  python3 python3-venv python3-dev
+  iproute2 iputils-ping curl nginx-light tshark ethtool util-linux procps
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: run as root (it installs packages and loads eBPF programs)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian's Python, so the environment is the same on every Debian 12 machine
+if [ ! -x .venv/bin/python ]; then
+  /usr/bin/python3 -m venv .venv
+fi
+stamp=.venv/.hdrlog-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+  touch "$stamp"
+fi
+
+make -s -C bpf

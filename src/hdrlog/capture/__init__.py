@@ -1,0 +1,1 @@
+"""Sources of raw events: the live kernel programs and their ring buffers."""

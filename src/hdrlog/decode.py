@@ -1,0 +1,232 @@
+"""Raw event bytes -> typed events. The layouts mirror bpf/hdrlog_abi.h field by field;
+tests/unit/test_abi.py checks them against the BTF of the built objects."""
+
+from __future__ import annotations
+
+import struct
+from typing import Iterable
+
+import msgspec
+
+__all__ = [
+    "EV_PACKET",
+    "PACKET_FIELDS",
+    "PACKET_SIZE",
+    "PacketEvent",
+    "DecodeError",
+    "decode_packet",
+    "COUNTERS",
+    "MALFORMED",
+]
+
+EV_PACKET = 1
+
+# enum hl_packet_flag
+PKT_HDR_TRUNCATED = 1 << 0
+PKT_XDP = 1 << 1
+PKT_IP_FRAGMENT = 1 << 2
+PKT_L4 = 1 << 3
+PKT_TCP_OPTS_BAD = 1 << 4
+
+# enum hl_tcp_opt
+TCPOPT_MSS = 1 << 0
+TCPOPT_WSCALE = 1 << 1
+TCPOPT_SACK_PERM = 1 << 2
+TCPOPT_SACK = 1 << 3
+TCPOPT_TIMESTAMP = 1 << 4
+
+# enum hl_malformed, index = value
+MALFORMED = (
+    None,
+    "eth.short",
+    "vlan.short",
+    "ip.short",
+    "ip.version",
+    "ip.hdr_len",
+    "ip.len",
+    "ipv6.ext_header",
+    "ipv6.ext_depth",
+    "l4.short",
+    "tcp.hdr_len",
+)
+
+# enum hl_counter, index = value
+COUNTERS = (
+    "seen",
+    "logged",
+    "filtered_proto",
+    "filtered_port",
+    "filtered_net",
+    "filtered_tcp_flags",
+    "first_packets",
+    "sampled",
+    "ring_full",
+    "malformed",
+    "truncated",
+)
+
+# struct hl_packet: (name, struct format). Arrays stay bytes and are split on use.
+PACKET_FIELDS: tuple[tuple[str, str], ...] = (
+    ("type", "B"),
+    ("direction", "B"),
+    ("flags", "B"),
+    ("malformed", "B"),
+    ("ifindex", "I"),
+    ("ts_ns", "Q"),
+    ("len", "I"),
+    ("l4_payload", "I"),
+    ("captured", "H"),
+    ("eth_proto", "H"),
+    ("eth_dst", "6s"),
+    ("eth_src", "6s"),
+    ("eth_type", "H"),
+    ("vlan_count", "B"),
+    ("ip_version", "B"),
+    ("vlan_tpid", "4s"),
+    ("vlan_tci", "4s"),
+    ("ip_proto", "B"),
+    ("ttl", "B"),
+    ("tos", "B"),
+    ("ip_hdr_len", "B"),
+    ("ip_len", "H"),
+    ("ip_id", "H"),
+    ("ip_frag", "H"),
+    ("ip_csum", "H"),
+    ("saddr", "16s"),
+    ("daddr", "16s"),
+    ("ip6_flow", "I"),
+    ("ip6_nxt", "B"),
+    ("ip6_ext_count", "B"),
+    ("ip_opts_len", "B"),
+    ("l4_hdr_len", "B"),
+    ("ip6_ext", "8s"),
+    ("ip6_frag_id", "I"),
+    ("ip6_frag", "H"),
+    ("_pad0", "2x"),
+    ("ip_opts", "40s"),
+    ("sport", "H"),
+    ("dport", "H"),
+    ("seq", "I"),
+    ("ack", "I"),
+    ("window", "H"),
+    ("urg_ptr", "H"),
+    ("tcp_flags", "H"),
+    ("l4_csum", "H"),
+    ("mss", "H"),
+    ("wscale", "B"),
+    ("sack_count", "B"),
+    ("tcp_opts", "B"),
+    ("icmp_type", "B"),
+    ("icmp_code", "B"),
+    ("_pad1", "x"),
+    ("udp_len", "H"),
+    ("_pad2", "2x"),
+    ("icmp_rest", "I"),
+    ("ts_val", "I"),
+    ("ts_ecr", "I"),
+    ("sack", "32s"),
+    ("_pad3", "4x"),
+)
+
+# Little-endian, no implicit alignment: the C struct's padding is spelled out above.
+_PACKET = struct.Struct("<" + "".join(f for _, f in PACKET_FIELDS))
+PACKET_SIZE = _PACKET.size
+
+
+class DecodeError(ValueError):
+    """An event whose bytes do not fit its layout."""
+
+
+class PacketEvent(msgspec.Struct, frozen=True, array_like=True):
+    """struct hl_packet, decoded; `payload` holds the captured L4 payload bytes."""
+
+    type: int
+    direction: int
+    flags: int
+    malformed: int
+    ifindex: int
+    ts_ns: int
+    len: int
+    l4_payload: int
+    captured: int
+    eth_proto: int
+    eth_dst: bytes
+    eth_src: bytes
+    eth_type: int
+    vlan_count: int
+    ip_version: int
+    vlan_tpid: bytes
+    vlan_tci: bytes
+    ip_proto: int
+    ttl: int
+    tos: int
+    ip_hdr_len: int
+    ip_len: int
+    ip_id: int
+    ip_frag: int
+    ip_csum: int
+    saddr: bytes
+    daddr: bytes
+    ip6_flow: int
+    ip6_nxt: int
+    ip6_ext_count: int
+    ip_opts_len: int
+    l4_hdr_len: int
+    ip6_ext: bytes
+    ip6_frag_id: int
+    ip6_frag: int
+    ip_opts: bytes
+    sport: int
+    dport: int
+    seq: int
+    ack: int
+    window: int
+    urg_ptr: int
+    tcp_flags: int
+    l4_csum: int
+    mss: int
+    wscale: int
+    sack_count: int
+    tcp_opts: int
+    icmp_type: int
+    icmp_code: int
+    udp_len: int
+    icmp_rest: int
+    ts_val: int
+    ts_ecr: int
+    sack: bytes
+    payload: bytes
+
+    def vlan_tags(self) -> list[tuple[int, int]]:
+        """(TPID, TCI) of each tag, outermost first."""
+        tpids = struct.unpack("<2H", self.vlan_tpid)
+        tcis = struct.unpack("<2H", self.vlan_tci)
+        return [(tpids[i], tcis[i]) for i in range(min(self.vlan_count, 2))]
+
+    def sack_blocks(self) -> list[tuple[int, int]]:
+        edges = struct.unpack("<8I", self.sack)
+        return [(edges[2 * i], edges[2 * i + 1]) for i in range(min(self.sack_count, 4))]
+
+    def ipv6_ext_headers(self) -> list[int]:
+        return list(self.ip6_ext[: min(self.ip6_ext_count, 8)])
+
+
+def decode_packet(buf: bytes | memoryview, offset: int = 0, length: int | None = None) -> PacketEvent:
+    """Decode one struct hl_packet (and its payload) at `offset` of `buf`."""
+    avail = (len(buf) - offset) if length is None else length
+    if avail < PACKET_SIZE:
+        raise DecodeError(f"packet event of {avail} bytes, the layout needs {PACKET_SIZE}")
+    values = _PACKET.unpack_from(buf, offset)
+    if values[0] != EV_PACKET:
+        raise DecodeError(f"event type {values[0]} is not a packet ({EV_PACKET})")
+    captured = values[8]
+    if captured > avail - PACKET_SIZE:
+        raise DecodeError(f"packet event claims {captured} payload bytes, {avail - PACKET_SIZE} follow")
+    start = offset + PACKET_SIZE
+    return PacketEvent(*values, bytes(buf[start : start + captured]))
+
+
+def decode_all(records: Iterable[memoryview]) -> Iterable[PacketEvent]:
+    for rec in records:
+        if rec[0] == EV_PACKET:
+            yield decode_packet(rec)

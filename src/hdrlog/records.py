@@ -1,0 +1,171 @@
+"""The typed records that leave the pipeline, one Struct per record type.
+
+Each field's JSON name is stated once, here: L2-L4 header elements use
+Wireshark display-filter names, context uses OpenTelemetry / ECS names.
+Absent (None) fields are left out of the JSON: a record never claims more
+than was seen. docs/records.md is generated from the `doc` of each field
+(tests/unit/test_docs.py keeps it in step).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+__all__ = ["Record", "PacketRecord", "HealthRecord", "COMMON_DOCS", "field_docs", "encoder"]
+
+
+def _f(name: str, doc: str) -> Any:
+    """An optional field with its JSON name; the doc is kept for docs/records.md."""
+    field = msgspec.field(default=None, name=name)
+    _DOCS.setdefault("_pending", []).append((name, doc))
+    return field
+
+
+_DOCS: dict[str, list[tuple[str, str]]] = {}
+
+
+def _collect(record_type: str) -> None:
+    _DOCS[record_type] = _DOCS.pop("_pending", [])
+
+
+class Record(msgspec.Struct, kw_only=True, omit_defaults=True, frozen=True):
+    ts: str
+    type: str
+
+
+COMMON_DOCS = [
+    ("ts", "when the kernel saw it: RFC 3339, nanoseconds, UTC"),
+    ("type", "the record type"),
+]
+
+
+class PacketRecord(Record, kw_only=True, omit_defaults=True, frozen=True):
+    """One packet's L2-L4 header elements."""
+
+    interface: str | None = _f("frame.interface_name", "interface the packet was seen on")
+    direction: str | None = _f("network.direction", '"ingress" or "egress" at that interface')
+    hook: str | None = _f("hdrlog.hook", '"tc" or "xdp": the program that saw it')
+    frame_len: int | None = _f("frame.len", "frame length in bytes (before segmentation at TC egress)")
+    community_id: str | None = _f("network.community_id", "Community ID v1 of the flow")
+    transport: str | None = _f("network.transport", "tcp, udp, icmp, ipv6-icmp or the IP protocol number")
+    truncated: bool | None = _f("packet.truncated", "headers go on past the 256 bytes hdrlog parses")
+    malformed: str | None = _f("packet.malformed", "the first header that was cut off or invalid; outer layers are valid")
+    # Ethernet, 802.1Q, 802.1ad
+    eth_dst: str | None = _f("eth.dst", "destination MAC")
+    eth_src: str | None = _f("eth.src", "source MAC")
+    eth_type: int | None = _f("eth.type", "first EtherType (a TPID when tagged)")
+    svlan_id: int | None = _f("ieee8021ad.id", "outer (service) tag VLAN id of a double-tagged frame")
+    svlan_priority: int | None = _f("ieee8021ad.priority", "outer tag priority (PCP)")
+    svlan_dei: bool | None = _f("ieee8021ad.dei", "outer tag drop eligible")
+    vlan_id: int | None = _f("vlan.id", "VLAN id (the inner tag of a double-tagged frame)")
+    vlan_priority: int | None = _f("vlan.priority", "priority code point")
+    vlan_dei: bool | None = _f("vlan.dei", "drop eligible indicator")
+    vlan_etype: int | None = _f("vlan.etype", "EtherType after the tag(s)")
+    # IPv4
+    ip_version: int | None = _f("ip.version", "4")
+    ip_hdr_len: int | None = _f("ip.hdr_len", "IPv4 header length in bytes")
+    ip_dsfield: int | None = _f("ip.dsfield", "TOS byte")
+    ip_dscp: int | None = _f("ip.dsfield.dscp", "DSCP")
+    ip_ecn: int | None = _f("ip.dsfield.ecn", "ECN")
+    ip_len: int | None = _f("ip.len", "total length")
+    ip_id: int | None = _f("ip.id", "identification")
+    ip_flags: int | None = _f("ip.flags", "flags: 4 reserved, 2 DF, 1 MF")
+    ip_flags_rb: bool | None = _f("ip.flags.rb", "reserved bit")
+    ip_flags_df: bool | None = _f("ip.flags.df", "don't fragment")
+    ip_flags_mf: bool | None = _f("ip.flags.mf", "more fragments")
+    ip_frag_offset: int | None = _f("ip.frag_offset", "fragment offset in 8-byte units")
+    ip_ttl: int | None = _f("ip.ttl", "time to live")
+    ip_proto: int | None = _f("ip.proto", "protocol")
+    ip_checksum: int | None = _f("ip.checksum", "header checksum")
+    ip_src: str | None = _f("ip.src", "source address")
+    ip_dst: str | None = _f("ip.dst", "destination address")
+    ip_opt_type: list[int] | None = _f("ip.opt.type", "option types, in order")
+    ip_options: str | None = _f("ip.options", "option bytes, hex")
+    # IPv6
+    ipv6_version: int | None = _f("ipv6.version", "6")
+    ipv6_tclass: int | None = _f("ipv6.tclass", "traffic class")
+    ipv6_dscp: int | None = _f("ipv6.tclass.dscp", "DSCP")
+    ipv6_ecn: int | None = _f("ipv6.tclass.ecn", "ECN")
+    ipv6_flow: int | None = _f("ipv6.flow", "flow label")
+    ipv6_plen: int | None = _f("ipv6.plen", "payload length")
+    ipv6_nxt: int | None = _f("ipv6.nxt", "next header of the fixed header")
+    ipv6_hlim: int | None = _f("ipv6.hlim", "hop limit")
+    ipv6_src: str | None = _f("ipv6.src", "source address")
+    ipv6_dst: str | None = _f("ipv6.dst", "destination address")
+    ipv6_ext: list[int] | None = _f("ipv6.ext_headers", "extension header types in order (hdrlog's name; up to 8 followed)")
+    ipv6_frag_offset: int | None = _f("ipv6.fraghdr.offset", "fragment offset in 8-byte units")
+    ipv6_frag_more: bool | None = _f("ipv6.fraghdr.more", "more fragments")
+    ipv6_frag_ident: int | None = _f("ipv6.fraghdr.ident", "fragment identification")
+    # TCP
+    tcp_srcport: int | None = _f("tcp.srcport", "source port")
+    tcp_dstport: int | None = _f("tcp.dstport", "destination port")
+    tcp_seq_raw: int | None = _f("tcp.seq_raw", "sequence number")
+    tcp_ack_raw: int | None = _f("tcp.ack_raw", "acknowledgment number")
+    tcp_hdr_len: int | None = _f("tcp.hdr_len", "header length in bytes")
+    tcp_flags: int | None = _f("tcp.flags", "flags: 0x100 AE, 0x80 CWR, 0x40 ECE, 0x20 URG, 0x10 ACK, 0x08 PSH, 0x04 RST, 0x02 SYN, 0x01 FIN")
+    tcp_flags_ae: bool | None = _f("tcp.flags.ae", "accurate ECN (formerly NS)")
+    tcp_flags_cwr: bool | None = _f("tcp.flags.cwr", "congestion window reduced")
+    tcp_flags_ece: bool | None = _f("tcp.flags.ece", "ECN echo")
+    tcp_flags_urg: bool | None = _f("tcp.flags.urg", "urgent")
+    tcp_flags_ack: bool | None = _f("tcp.flags.ack", "acknowledgment")
+    tcp_flags_push: bool | None = _f("tcp.flags.push", "push")
+    tcp_flags_reset: bool | None = _f("tcp.flags.reset", "reset")
+    tcp_flags_syn: bool | None = _f("tcp.flags.syn", "syn")
+    tcp_flags_fin: bool | None = _f("tcp.flags.fin", "fin")
+    tcp_window: int | None = _f("tcp.window_size_value", "window field, unscaled")
+    tcp_checksum: int | None = _f("tcp.checksum", "checksum")
+    tcp_urgent: int | None = _f("tcp.urgent_pointer", "urgent pointer")
+    tcp_len: int | None = _f("tcp.len", "payload length in bytes")
+    tcp_mss: int | None = _f("tcp.options.mss_val", "MSS option")
+    tcp_wscale: int | None = _f("tcp.options.wscale.shift", "window scale option: shift count")
+    tcp_wscale_mult: int | None = _f("tcp.options.wscale.multiplier", "window scale option: 2**shift")
+    tcp_sack_perm: bool | None = _f("tcp.options.sack_perm", "SACK permitted option present")
+    tcp_sack_le: list[int] | None = _f("tcp.options.sack_le", "SACK block left edges (absolute)")
+    tcp_sack_re: list[int] | None = _f("tcp.options.sack_re", "SACK block right edges (absolute)")
+    tcp_tsval: int | None = _f("tcp.options.timestamp.tsval", "timestamp option: value")
+    tcp_tsecr: int | None = _f("tcp.options.timestamp.tsecr", "timestamp option: echo reply")
+    tcp_options_bad: bool | None = _f("tcp.options.malformed", "an option ran past the header (hdrlog's name)")
+    tcp_payload: str | None = _f("tcp.payload", "first snaplen payload bytes, hex")
+    # UDP
+    udp_srcport: int | None = _f("udp.srcport", "source port")
+    udp_dstport: int | None = _f("udp.dstport", "destination port")
+    udp_length: int | None = _f("udp.length", "length field")
+    udp_checksum: int | None = _f("udp.checksum", "checksum")
+    udp_payload: str | None = _f("udp.payload", "first snaplen payload bytes, hex")
+    # ICMP, ICMPv6
+    icmp_type: int | None = _f("icmp.type", "type")
+    icmp_code: int | None = _f("icmp.code", "code")
+    icmp_checksum: int | None = _f("icmp.checksum", "checksum")
+    icmp_ident: int | None = _f("icmp.ident", "echo identifier")
+    icmp_seq: int | None = _f("icmp.seq", "echo sequence number")
+    icmpv6_type: int | None = _f("icmpv6.type", "type")
+    icmpv6_code: int | None = _f("icmpv6.code", "code")
+    icmpv6_checksum: int | None = _f("icmpv6.checksum", "checksum")
+    icmpv6_ident: int | None = _f("icmpv6.echo.identifier", "echo identifier")
+    icmpv6_seq: int | None = _f("icmpv6.echo.sequence_number", "echo sequence number")
+    data: str | None = _f("data.data", "first snaplen bytes after an ICMP header, hex")
+
+
+_collect("packet")
+
+
+class HealthRecord(Record, kw_only=True, omit_defaults=True, frozen=True):
+    """The agent's own counters: events seen, logged and dropped by reason."""
+
+    counters: dict[str, int] = _f("counters", "kernel counters by name: seen, logged, filtered_*, sampled, ring_full, ...")
+    records: int | None = _f("records", "records written")
+    decode_errors: int | None = _f("decode_errors", "events that did not decode (counted, not logged)")
+
+
+_collect("health")
+
+
+def field_docs() -> dict[str, list[tuple[str, str]]]:
+    """JSON field name and description of every record type's fields, in order."""
+    return {k: list(v) for k, v in _DOCS.items()}
+
+
+def encoder() -> msgspec.json.Encoder:
+    return msgspec.json.Encoder()

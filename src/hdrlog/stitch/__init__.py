@@ -1,0 +1,1 @@
+"""Flows, per-connection streams and request/response pairing."""
