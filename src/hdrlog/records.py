@@ -169,3 +169,29 @@ def field_docs() -> dict[str, list[tuple[str, str]]]:
 
 def encoder() -> msgspec.json.Encoder:
     return msgspec.json.Encoder()
+
+
+def markdown_reference() -> str:
+    """docs/records.md: every record type's fields (regenerate with `python -m hdrlog.records`)."""
+    lines = [
+        "# Record fields",
+        "",
+        "Generated from `src/hdrlog/records.py` by `python -m hdrlog.records > docs/records.md`.",
+        "One JSON object per line; a field that was not seen is absent, never guessed.",
+        "L2-L4 names are Wireshark display-filter names (check them with tshark);",
+        "context names follow OpenTelemetry and ECS.",
+        "",
+        "Every record has:",
+        "",
+        "| field | meaning |",
+        "|---|---|",
+    ]
+    lines += [f"| `{n}` | {d} |" for n, d in COMMON_DOCS]
+    for rtype, fields in field_docs().items():
+        lines += ["", f"## `{rtype}`", "", "| field | meaning |", "|---|---|"]
+        lines += [f"| `{n}` | {d} |" for n, d in fields]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_reference(), end="")

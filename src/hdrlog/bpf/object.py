@@ -31,6 +31,22 @@ BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
 _PERCPU_MAP_TYPES = {5, 6, 10}  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
 
 
+class _BtfMixin:
+    """Struct layouts from an object's BTF (for ABI checks)."""
+
+    def _btf(self) -> int:
+        btf = L.bpf_object__btf(self._handle.require())
+        if not btf:
+            raise KeyError(f"{self.path} has no BTF")
+        return btf
+
+    def struct_members(self, name: str) -> list[B.Member]:
+        return B.struct_members(self._btf(), name)
+
+    def struct_size(self, name: str) -> int:
+        return B.struct_size(self._btf(), name)
+
+
 class _Handle:
     """Owner of a `struct bpf_object *`; closed once."""
 
@@ -106,7 +122,7 @@ class ProgramSpec:
         check_int(L.bpf_program__set_autoload(self._ptr, load), f"set autoload of {self.name}")
 
 
-class ObjectSpec:
+class ObjectSpec(_BtfMixin):
     """An opened, not yet loaded, BPF object file."""
 
     def __init__(self, handle: _Handle):
@@ -176,7 +192,7 @@ def _verifier_log(text: str) -> str:
     return (prog + "\n" if prog else "") + body.strip() + "\n"
 
 
-class Object:
+class Object(_BtfMixin):
     """A loaded BPF object: its programs and maps live until close()."""
 
     def __init__(self, handle: _Handle):
@@ -184,8 +200,6 @@ class Object:
         self.path = handle.path
         self._programs: dict[str, Program] = {}
         self._maps: dict[str, Map] = {}
-        btf = L.bpf_object__btf(handle.ptr)
-        self.btf = btf or None
 
     def program(self, name: str) -> "Program":
         if name not in self._programs:
@@ -202,17 +216,6 @@ class Object:
                 raise KeyError(f"{self.path} has no map {name!r}")
             self._maps[name] = Map(ptr, name)
         return self._maps[name]
-
-    def struct_members(self, name: str) -> list[B.Member]:
-        """Layout of a struct from the object's BTF (for ABI checks)."""
-        if not self.btf:
-            raise KeyError(f"{self.path} has no BTF")
-        return B.struct_members(self.btf, name)
-
-    def struct_size(self, name: str) -> int:
-        if not self.btf:
-            raise KeyError(f"{self.path} has no BTF")
-        return B.struct_size(self.btf, name)
 
     @property
     def closed(self) -> bool:
