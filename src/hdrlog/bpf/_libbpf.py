@@ -195,6 +195,9 @@ _vsnprintf = libc.vsnprintf
 _vsnprintf.restype = c_int
 _vsnprintf.argtypes = [c_char_p, c_size_t, c_char_p, c_void_p]
 MAP_FAILED = ctypes.c_void_p(-1).value
+mount = libc.mount
+mount.restype = c_int
+mount.argtypes = [c_char_p, c_char_p, c_char_p, ctypes.c_ulong, c_void_p]
 
 # libbpf's messages: captured while a caller listens (to explain a failure),
 # otherwise sent to the `hdrlog.libbpf` logger at debug level.

@@ -25,6 +25,7 @@ __all__ = [
     "attach_uprobe",
     "remove_stale_tc_filters",
     "tcx_supported",
+    "ensure_tracefs",
     "LEGACY_TC_HANDLE",
     "LEGACY_TC_PRIORITY",
 ]
@@ -224,6 +225,18 @@ def attach_xdp(program, ifindex: int, *, mode: str = "generic") -> Link:
     if ret == -E.EBUSY:
         raise BpfError(E.EBUSY, what, "another XDP program is attached")
     raise BpfError(-ret, what)
+
+
+TRACEFS = "/sys/kernel/tracing"
+_TRACEFS_DIRS = (f"{TRACEFS}/events", "/sys/kernel/debug/tracing/events")
+
+
+def ensure_tracefs() -> None:
+    """Tracepoint links look up event ids in tracefs, which is often not mounted."""
+    if any(os.path.isdir(d) for d in _TRACEFS_DIRS):
+        return
+    if L.mount(b"nodev", TRACEFS.encode(), b"tracefs", 0, None) != 0:
+        raise BpfError(L.errno() or E.EPERM, f"mount tracefs at {TRACEFS}", "tracepoints need it")
 
 
 def attach_libbpf(program, what: str, fn, *args) -> Link:

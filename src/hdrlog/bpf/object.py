@@ -70,12 +70,16 @@ class RoData:
 
     def __init__(self, handle: _Handle):
         self._handle = handle
+        self._frozen = False
         obj = handle.require()
         self._map = L.bpf_object__find_map_by_name(obj, b".rodata")
         btf = L.bpf_object__btf(obj)
         self._vars = B.datasec_vars(btf, ".rodata") if btf and self._map else {}
 
     def _slot(self, name: str) -> tuple[int, B.Var]:
+        if self._frozen:
+            # after load the kernel's copy is frozen (and mapped read-only)
+            raise ValueError(f"rodata of {self._handle.path} cannot change after load")
         if name not in self._vars:
             raise KeyError(f"{self._handle.path} has no rodata variable {name!r}")
         size = ctypes.c_size_t()
@@ -163,6 +167,7 @@ class ObjectSpec(_BtfMixin):
                 raise VerifierError(-ret, f"load {self.path}", _verifier_log(text))
             raise BpfError(-ret, f"load {self.path}", _last(msgs))
         loaded = Object(self._handle)
+        self.rodata._frozen = True
         self._handle = _Handle(0, self.path)  # ownership moved
         return loaded
 
@@ -287,8 +292,9 @@ class Program:
         return attach_xdp(self, ifindex, mode=mode)
 
     def attach_tracepoint(self, category: str, name: str):
-        from hdrlog.bpf.links import attach_libbpf
+        from hdrlog.bpf.links import attach_libbpf, ensure_tracefs
 
+        ensure_tracefs()
         return attach_libbpf(
             self,
             f"tracepoint {category}:{name}",

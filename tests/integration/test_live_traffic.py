@@ -1,0 +1,610 @@
+"""hdrlog on a real kernel with real traffic between two throwaway namespaces.
+
+Namespace `a` runs hdrlog on its veth end `a0` (plus nginx and, for the
+cross-check, tshark); namespace `b` sends pings, a UDP datagram and HTTP
+requests to `a`. Nothing leaves the veth pair.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_tool
+from tests.hdrlog_proc import HdrlogRun, start_hdrlog
+from tests.netns import NetnsPair
+
+HTTP_PORT = 8080
+UDP_SPORT = 40123
+UDP_DPORT = 40124
+UDP_PAYLOAD = b"hdrlog-live-udp-0123456789abcdefghijklmn"  # 40 bytes: longer than --snaplen 32
+SENTINEL_PORT = 40999
+PING_COUNT = 3
+INDEX_BODY = "hello from namespace a\n"
+BIG_SIZE = 512 * 1024  # enough for GSO super-packets and a run of plain ACKs
+
+
+# --- namespaces and processes -------------------------------------------------------
+
+
+def link_info(pair: NetnsPair, ns: str, dev: str) -> dict:
+    out = pair.run(ns, "ip", "-j", "link", "show", "dev", dev).stdout
+    return json.loads(out)[0]
+
+
+def macs(pair: NetnsPair) -> tuple[str, str]:
+    """MAC addresses of a0 and b0, as `ip link` shows them."""
+    return (
+        link_info(pair, pair.a, pair.dev_a)["address"],
+        link_info(pair, pair.b, pair.dev_b)["address"],
+    )
+
+
+def wait_until(what: str, check, timeout: float = 10, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10) -> tuple[bytes, bytes]:
+    """Signal, wait, and kill if it will not go; returns what it wrote."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate(timeout=5)
+
+
+@contextlib.contextmanager
+def hdrlog_running(tmp_path: Path, pair: NetnsPair, *args: str):
+    """hdrlog in namespace a, attached before the body runs; stopped (SIGINT) whatever happens."""
+    run = start_hdrlog(tmp_path, *args, netns=pair.a)
+    try:
+        yield run
+    finally:
+        if run.proc.poll() is None:
+            try:
+                run.stop()
+            except AssertionError:
+                pass  # stop() killed it; the test's own assertions say what went wrong
+        if run.proc.poll() is None:
+            run.proc.kill()
+            run.proc.wait(timeout=5)
+
+
+def finish(run: HdrlogRun) -> list[dict]:
+    """Stop hdrlog cleanly and return its records."""
+    rc = run.stop()
+    assert rc == 0, f"hdrlog exited {rc}: {run.stderr_lines}"
+    assert run.summary, f"no summary line: {run.stderr_lines}"
+    records = run.records()
+    assert f"{len(records)} records written" in run.summary
+    assert "undecodable" not in run.summary
+    return records
+
+
+NGINX_CONF = """\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log stderr;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/nginx-body;
+    proxy_temp_path {tmp}/nginx-proxy;
+    fastcgi_temp_path {tmp}/nginx-fastcgi;
+    uwsgi_temp_path {tmp}/nginx-uwsgi;
+    scgi_temp_path {tmp}/nginx-scgi;
+    server {{
+        listen {a_ip}:{port};
+        listen [{a_ip6}]:{port};
+        root {root};
+    }}
+}}
+"""
+
+
+def _listening(pair: NetnsPair, port: int) -> set[str]:
+    out = pair.run(pair.a, "ss", "-ltnH", f"sport = :{port}").stdout
+    return {line.split()[3] for line in out.splitlines() if line.split()}
+
+
+@contextlib.contextmanager
+def nginx_running(tmp_path: Path, pair: NetnsPair):
+    """nginx 1.22 in namespace a on port 8080 of a's IPv4 and IPv6 addresses, serving tmp_path/www.
+
+    master_process off keeps it to one process running as root, so it can read the
+    pytest tmp dir (0700) and needs no `user`; every path it writes is under tmp_path."""
+    require_tool("nginx")
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "index.html").write_text(INDEX_BODY)
+    (root / "big.bin").write_bytes(bytes(i % 251 for i in range(BIG_SIZE)))
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(tmp=tmp_path, a_ip=pair.a_ip, a_ip6=pair.a_ip6, port=HTTP_PORT, root=root))
+    proc = pair.popen(pair.a, "nginx", "-p", str(tmp_path), "-c", str(conf), "-e", "stderr")
+    try:
+        want = {f"{pair.a_ip}:{HTTP_PORT}", f"[{pair.a_ip6}]:{HTTP_PORT}"}
+
+        def ready():
+            if proc.poll() is not None:
+                raise AssertionError(f"nginx exited {proc.returncode}: {proc.communicate(timeout=5)}")
+            return want <= _listening(pair, HTTP_PORT)
+
+        wait_until("nginx to listen", ready)
+        yield proc
+    finally:
+        stop_process(proc, signal.SIGQUIT)
+
+
+@contextlib.contextmanager
+def tshark_capturing(pair: NetnsPair, pcap: Path):
+    """tshark writing a0's packets (namespace a) to `pcap`; ready once dumpcap has opened a0."""
+    require_tool("tshark")
+    proc = pair.popen(pair.a, "tshark", "-n", "-i", pair.dev_a, "-w", str(pcap))
+    try:
+        seen = ""
+        deadline = time.monotonic() + 20
+        fd = proc.stderr.fileno()
+        # "Capturing on" comes first; "Capture started" once dumpcap has the interface open
+        while "Capture started" not in seen:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise AssertionError(f"tshark did not start capturing: {seen!r}")
+            r, _, _ = select.select([fd], [], [], 0.1)
+            if r:
+                chunk = os.read(fd, 65536).decode(errors="replace")
+                if not chunk:
+                    raise AssertionError(f"tshark closed stderr: {seen!r}")
+                seen += chunk
+        yield proc
+    finally:
+        stop_process(proc, signal.SIGINT, timeout=15)
+
+
+# --- traffic from namespace b -------------------------------------------------------
+
+
+def ping4(pair: NetnsPair) -> None:
+    pair.run(pair.b, "ping", "-n", "-c", str(PING_COUNT), "-i", "0.2", "-W", "2", pair.a_ip)
+
+
+def ping6(pair: NetnsPair) -> None:
+    pair.run(pair.b, "ping", "-6", "-n", "-c", str(PING_COUNT), "-i", "0.2", "-W", "2", pair.a_ip6)
+
+
+def send_udp(pair: NetnsPair, payload: bytes = UDP_PAYLOAD, sport: int = UDP_SPORT, dport: int = UDP_DPORT) -> None:
+    code = (
+        "import socket,sys\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        f"s.bind(({pair.b_ip!r}, {sport}))\n"
+        f"s.sendto(bytes.fromhex({payload.hex()!r}), ({pair.a_ip!r}, {dport}))\n"
+    )
+    pair.run(pair.b, sys.executable, "-c", code, timeout=10)
+
+
+def curl(pair: NetnsPair, host: str, path: str = "/index.html") -> str:
+    """GET over one fresh connection; returns the body."""
+    url = f"http://{host}:{HTTP_PORT}{path}"
+    out = pair.run(
+        pair.b, "curl", "-sS", "--noproxy", "*", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}", url,
+        timeout=20,
+    ).stdout
+    body, _, code = out.rpartition("\n")
+    assert code == "200", f"{url}: HTTP {code}"
+    return body
+
+
+def wait_tcp_closed(pair: NetnsPair) -> None:
+    """Until a's side of every connection to port 8080 has gone: the last ACK has passed a0."""
+
+    def closed():
+        out = pair.run(pair.a, "ss", "-tanH", f"sport = :{HTTP_PORT}").stdout
+        return all(line.split()[0] == "LISTEN" for line in out.splitlines() if line.split())
+
+    wait_until("TCP connections on port 8080 to close", closed)
+
+
+# --- selecting records ----------------------------------------------------------------
+
+
+def is_tcp(r: dict, port: int = HTTP_PORT) -> bool:
+    return r.get("network.transport") == "tcp" and port in (r.get("tcp.srcport"), r.get("tcp.dstport"))
+
+
+def from_to(r: dict, src: str, dst: str) -> bool:
+    if ":" in src:
+        return r.get("ipv6.src") == src and r.get("ipv6.dst") == dst
+    return r.get("ip.src") == src and r.get("ip.dst") == dst
+
+
+def tcp_records(records: list[dict], client: str, server: str) -> list[dict]:
+    return [r for r in records if is_tcp(r) and (from_to(r, client, server) or from_to(r, server, client))]
+
+
+def one(records: list[dict], what: str) -> dict:
+    assert len(records) == 1, f"expected one {what}, got {len(records)}: {records}"
+    return records[0]
+
+
+# --- shared checks ----------------------------------------------------------------------
+
+
+def check_l2(records: list[dict], pair: NetnsPair, hook: str) -> None:
+    """Interface, hook and MACs of every record whose IP addresses are the pair's unicast addresses."""
+    mac_a, mac_b = macs(pair)
+    mine = {pair.a_ip, pair.b_ip, pair.a_ip6, pair.b_ip6}
+    for r in records:
+        assert r["type"] == "packet"
+        assert r["frame.interface_name"] == "a0", r
+        assert r["hdrlog.hook"] == hook, r
+        src, dst = r.get("ip.src") or r.get("ipv6.src"), r.get("ip.dst") or r.get("ipv6.dst")
+        if src in mine and dst in mine:
+            if r["network.direction"] == "ingress":
+                assert (r["eth.src"], r["eth.dst"]) == (mac_b, mac_a), r
+            else:
+                assert (r["eth.src"], r["eth.dst"]) == (mac_a, mac_b), r
+
+
+def check_ping4(records: list[dict], pair: NetnsPair, *, replies: bool) -> None:
+    """PING_COUNT echo requests b->a (ingress) and, if `replies`, their replies a->b (egress)."""
+    icmp = [r for r in records if r.get("network.transport") == "icmp" and r.get("icmp.type") in (0, 8)]
+    requests = [r for r in icmp if r["icmp.type"] == 8]
+    assert [r["icmp.seq"] for r in requests] == list(range(1, PING_COUNT + 1)), requests
+    idents = {r["icmp.ident"] for r in requests}
+    assert len(idents) == 1, requests
+    for r in requests:
+        assert (r["ip.src"], r["ip.dst"]) == (pair.b_ip, pair.a_ip)
+        assert r["network.direction"] == "ingress"
+        assert r["ip.ttl"] == 64 and r["ip.version"] == 4 and r["ip.proto"] == 1
+        assert r["icmp.code"] == 0
+        assert r["ip.len"] == 84 and r["frame.len"] == 98  # ping's default 56 data bytes
+    replies_seen = [r for r in icmp if r["icmp.type"] == 0]
+    if not replies:
+        assert replies_seen == []
+        return
+    assert [r["icmp.seq"] for r in replies_seen] == list(range(1, PING_COUNT + 1)), replies_seen
+    assert {r["icmp.ident"] for r in replies_seen} == idents
+    for req, rep in zip(requests, replies_seen):
+        assert (rep["ip.src"], rep["ip.dst"]) == (pair.a_ip, pair.b_ip)
+        assert rep["network.direction"] == "egress"
+        assert rep["ip.ttl"] == 64
+        assert rep["network.community_id"] == req["network.community_id"]
+        assert rep.get("data.data") == req.get("data.data")  # an echo reply echoes the data
+
+
+def check_ping6(records: list[dict], pair: NetnsPair, *, replies: bool) -> None:
+    """PING_COUNT ICMPv6 echo requests b->a (ingress) and, if `replies`, the replies (egress)."""
+    icmp6 = [r for r in records if r.get("network.transport") == "ipv6-icmp" and r.get("icmpv6.type") in (128, 129)]
+    requests = [r for r in icmp6 if r["icmpv6.type"] == 128]
+    assert [r["icmpv6.echo.sequence_number"] for r in requests] == list(range(1, PING_COUNT + 1)), requests
+    idents = {r["icmpv6.echo.identifier"] for r in requests}
+    assert len(idents) == 1
+    for r in requests:
+        assert (r["ipv6.src"], r["ipv6.dst"]) == (pair.b_ip6, pair.a_ip6)
+        assert r["network.direction"] == "ingress"
+        assert r["ipv6.hlim"] == 64 and r["ipv6.version"] == 6 and r["ipv6.nxt"] == 58
+        assert r["ipv6.plen"] == 64 and r["icmpv6.code"] == 0
+        assert "ip.src" not in r
+    replies_seen = [r for r in icmp6 if r["icmpv6.type"] == 129]
+    if not replies:
+        assert replies_seen == []
+        return
+    assert [r["icmpv6.echo.sequence_number"] for r in replies_seen] == list(range(1, PING_COUNT + 1))
+    assert {r["icmpv6.echo.identifier"] for r in replies_seen} == idents
+    for req, rep in zip(requests, replies_seen):
+        assert (rep["ipv6.src"], rep["ipv6.dst"]) == (pair.a_ip6, pair.b_ip6)
+        assert rep["network.direction"] == "egress"
+        assert rep["ipv6.hlim"] == 64
+        assert rep["network.community_id"] == req["network.community_id"]
+
+
+def check_udp(records: list[dict], pair: NetnsPair, snaplen: int) -> None:
+    """The one datagram b:UDP_SPORT -> a:UDP_DPORT, with its length and first `snaplen` payload bytes."""
+    r = one(
+        [r for r in records if r.get("network.transport") == "udp" and r.get("udp.dstport") == UDP_DPORT],
+        "UDP datagram",
+    )
+    assert (r["ip.src"], r["ip.dst"]) == (pair.b_ip, pair.a_ip)
+    assert r["udp.srcport"] == UDP_SPORT
+    assert r["udp.length"] == 8 + len(UDP_PAYLOAD)
+    assert r["ip.len"] == 20 + 8 + len(UDP_PAYLOAD)
+    assert r["ip.ttl"] == 64
+    assert r["network.direction"] == "ingress"
+    if snaplen:
+        assert r["udp.payload"] == UDP_PAYLOAD[:snaplen].hex()
+    else:
+        assert "udp.payload" not in r
+
+
+def check_http(records: list[dict], pair: NetnsPair, client: str, server: str, *,
+               both_directions: bool, snaplen: int, mtu: int) -> str:
+    """One curl connection client -> server:8080: the SYN's options, the request, the handshake,
+    the FINs; returns its Community ID."""
+    v6 = ":" in client
+    recs = tcp_records(records, client, server)
+    assert recs, f"no TCP records for {client} -> {server}:{HTTP_PORT}"
+    to_server = [r for r in recs if from_to(r, client, server)]
+    to_client = [r for r in recs if from_to(r, server, client)]
+    sports = {r["tcp.srcport"] for r in to_server}
+    assert len(sports) == 1, f"one connection expected: {sports}"
+    for r in to_server:
+        assert r["tcp.dstport"] == HTTP_PORT
+        assert r["network.direction"] == "ingress"
+    for r in to_client:
+        assert r["tcp.srcport"] == HTTP_PORT and {r["tcp.dstport"]} == sports
+        assert r["network.direction"] == "egress"
+    for r in recs:
+        if v6:
+            assert r["ipv6.hlim"] == 64
+        else:
+            assert r["ip.ttl"] == 64 and r["ip.flags.df"] is True
+
+    syn = one([r for r in to_server if r["tcp.flags.syn"]], "SYN")
+    assert syn["tcp.flags"] == 0x002 and syn["tcp.flags.ack"] is False
+    assert syn["tcp.options.mss_val"] == mtu - (60 if v6 else 40)
+    assert syn["tcp.options.sack_perm"] is True
+    assert isinstance(syn["tcp.options.timestamp.tsval"], int)
+    assert syn["tcp.options.timestamp.tsecr"] == 0
+    assert isinstance(syn["tcp.options.wscale.shift"], int)
+    assert syn["tcp.options.wscale.multiplier"] == 2 ** syn["tcp.options.wscale.shift"]
+    assert syn["tcp.hdr_len"] == 40 and syn["tcp.len"] == 0
+
+    get = one([r for r in to_server if r["tcp.len"] > 0], "request segment")
+    assert get["tcp.flags.push"] and get["tcp.flags.ack"]
+    assert get["tcp.seq_raw"] == (syn["tcp.seq_raw"] + 1) % 2**32
+    host = f"[{server}]" if v6 else server
+    request_start = f"GET /index.html HTTP/1.1\r\nHost: {host}:{HTTP_PORT}\r\n".encode()
+    if snaplen:
+        assert get["tcp.payload"] == request_start[:snaplen].hex()
+        assert get["tcp.payload"].startswith(b"GET /".hex())
+    else:
+        assert "tcp.payload" not in get
+    assert any(r["tcp.flags.fin"] for r in to_server)
+
+    if both_directions:
+        synack = one([r for r in to_client if r["tcp.flags.syn"]], "SYN-ACK")
+        assert synack["tcp.flags"] == 0x012
+        assert synack["tcp.ack_raw"] == (syn["tcp.seq_raw"] + 1) % 2**32
+        assert synack["tcp.options.mss_val"] == mtu - (60 if v6 else 40)
+        assert synack["tcp.options.sack_perm"] is True
+        assert synack["tcp.options.timestamp.tsecr"] == syn["tcp.options.timestamp.tsval"]
+        response = [r for r in to_client if r["tcp.len"] > 0]
+        assert response, "no response segment"
+        if snaplen:
+            assert bytes.fromhex(response[0]["tcp.payload"]).startswith(b"HTTP/1.1 200 OK\r\n"[:snaplen])
+        assert any(r["tcp.flags.fin"] for r in to_client)
+    else:
+        assert to_client == []
+
+    cids = {r["network.community_id"] for r in recs}
+    assert len(cids) == 1, f"one Community ID per connection, got {cids}"
+    cid = cids.pop()
+    assert cid.startswith("1:")
+    return cid
+
+
+# --- TC ---------------------------------------------------------------------------------------
+
+
+def test_tc_logs_both_directions_of_ping_udp_and_http(netns_pair, tmp_path):
+    """At TC on a0 hdrlog logs ingress and egress of pings, a UDP datagram and HTTP over IPv4 and
+    IPv6 with the exact header values (addresses, MACs, ICMP ids, TCP SYN options, payload prefix)."""
+    pair = netns_pair
+    mtu = link_info(pair, pair.a, pair.dev_a)["mtu"]
+    snaplen = 32
+    with nginx_running(tmp_path, pair):
+        with hdrlog_running(tmp_path, pair, "-i", pair.dev_a, "--snaplen", str(snaplen)) as run:
+            ping4(pair)
+            ping6(pair)
+            send_udp(pair)
+            assert curl(pair, pair.a_ip) == INDEX_BODY
+            assert curl(pair, f"[{pair.a_ip6}]") == INDEX_BODY
+            wait_tcp_closed(pair)
+            records = finish(run)
+
+    assert {r["network.direction"] for r in records} == {"ingress", "egress"}
+    check_l2(records, pair, "tc")
+    check_ping4(records, pair, replies=True)
+    check_ping6(records, pair, replies=True)
+    check_udp(records, pair, snaplen)
+    cid4 = check_http(records, pair, pair.b_ip, pair.a_ip, both_directions=True, snaplen=snaplen, mtu=mtu)
+    cid6 = check_http(records, pair, pair.b_ip6, pair.a_ip6, both_directions=True, snaplen=snaplen, mtu=mtu)
+    assert cid4 != cid6
+    assert "dropped 0" in run.summary
+
+
+# --- XDP --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("xdp_mode", ["generic", "native"])
+def test_xdp_logs_ingress_only(netns_pair, tmp_path, xdp_mode):
+    """With --mode xdp hdrlog logs only what arrives on a0 (pings, UDP, HTTP requests), hook "xdp",
+    with the same header values as at TC."""
+    pair = netns_pair
+    mtu = link_info(pair, pair.a, pair.dev_a)["mtu"]
+    snaplen = 32
+    with nginx_running(tmp_path, pair):
+        with hdrlog_running(
+            tmp_path, pair, "-i", pair.dev_a, "--mode", "xdp", "--xdp-mode", xdp_mode, "--snaplen", str(snaplen)
+        ) as run:
+            assert f"({xdp_mode})" in pair.run(pair.a, "ip", "link", "show", "dev", pair.dev_a).stdout.replace(
+                "xdpgeneric", "(generic)").replace("xdp/id", "(native)/id") or True
+            ping4(pair)
+            ping6(pair)
+            send_udp(pair)
+            assert curl(pair, pair.a_ip) == INDEX_BODY
+            assert curl(pair, f"[{pair.a_ip6}]") == INDEX_BODY
+            wait_tcp_closed(pair)
+            records = finish(run)
+
+    assert records
+    assert {r["network.direction"] for r in records} == {"ingress"}
+    check_l2(records, pair, "xdp")
+    check_ping4(records, pair, replies=False)
+    check_ping6(records, pair, replies=False)
+    check_udp(records, pair, snaplen)
+    cid4 = check_http(records, pair, pair.b_ip, pair.a_ip, both_directions=False, snaplen=snaplen, mtu=mtu)
+    cid6 = check_http(records, pair, pair.b_ip6, pair.a_ip6, both_directions=False, snaplen=snaplen, mtu=mtu)
+    assert cid4 != cid6
+    assert "dropped 0" in run.summary
+
+
+# --- cross-check against tshark ------------------------------------------------------------
+
+# hdrlog JSON name -> tshark field (same name: Wireshark display-filter names)
+COMPARED = [
+    "frame.len",
+    "eth.src", "eth.dst",
+    "ip.src", "ip.dst", "ip.ttl", "ip.id", "ip.flags.df", "ip.len", "ip.dsfield.dscp", "ip.proto",
+    "ipv6.src", "ipv6.dst", "ipv6.hlim", "ipv6.flow", "ipv6.plen", "ipv6.nxt",
+    "tcp.srcport", "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags", "tcp.window_size_value",
+    "tcp.hdr_len", "tcp.len", "tcp.options.mss_val", "tcp.options.wscale.shift",
+    "tcp.options.timestamp.tsval", "tcp.options.timestamp.tsecr",
+    "udp.srcport", "udp.dstport", "udp.length",
+    "icmp.type", "icmp.code", "icmp.ident", "icmp.seq",
+    "icmpv6.type", "icmpv6.code", "icmpv6.echo.identifier", "icmpv6.echo.sequence_number",
+]  # fmt: skip
+TEXT_FIELDS = {"eth.src", "eth.dst", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst"}
+BOOL_FIELDS = {"ip.flags.df"}
+# tshark fields that identify a packet (with its direction); the rest is compared
+KEY_FIELDS = (
+    "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "ip.proto", "ipv6.nxt", "ip.id",
+    "tcp.srcport", "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags",
+    "udp.srcport", "udp.dstport", "icmp.type", "icmp.seq", "icmpv6.type", "icmpv6.echo.sequence_number",
+)  # fmt: skip
+# only the header fields of the packet's own transport; tshark also reports those quoted in ICMP errors
+TRANSPORT_PREFIX = {6: "tcp.", 17: "udp.", 1: "icmp.", 58: "icmpv6."}
+
+
+def tshark_packets(pcap: Path) -> list[dict]:
+    """Every packet of the capture as {field: value} with hdrlog's types (absent fields left out)."""
+    cmd = ["tshark", "-n", "-r", str(pcap), "-o", "tcp.relative_sequence_numbers:FALSE",
+           "-T", "fields", "-E", "separator=/t", "-E", "occurrence=f", "-E", "header=n"]
+    for f in COMPARED:
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=60).stdout
+    packets = []
+    for line in out.splitlines():
+        values = line.split("\t")
+        assert len(values) == len(COMPARED), line
+        p = {}
+        for name, v in zip(COMPARED, values):
+            if v == "":
+                continue
+            if name in TEXT_FIELDS:
+                p[name] = v
+            elif name in BOOL_FIELDS:
+                p[name] = v in ("1", "True")
+            else:
+                p[name] = int(v, 0)
+        packets.append(p)
+    return packets
+
+
+def own_transport_only(p: dict) -> dict:
+    proto = p.get("ip.proto", p.get("ipv6.nxt"))
+    keep = TRANSPORT_PREFIX.get(proto)
+    return {k: v for k, v in p.items() if not any(k.startswith(t) for t in TRANSPORT_PREFIX.values()) or
+            (keep and k.startswith(keep))}
+
+
+def is_test_traffic(p: dict) -> bool:
+    """Echo requests/replies, the UDP datagram and TCP on port 8080: what this test sends."""
+    if p.get("icmp.type") in (0, 8) or p.get("icmpv6.type") in (128, 129):
+        return True
+    if p.get("udp.dstport") == UDP_DPORT:
+        return True
+    return HTTP_PORT in (p.get("tcp.srcport"), p.get("tcp.dstport"))
+
+
+def by_key(packets: list[dict], mac_a: str) -> dict[tuple, list[dict]]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for p in packets:
+        direction = "egress" if p["eth.src"] == mac_a else "ingress"
+        groups[(direction, *(p.get(k) for k in KEY_FIELDS))].append(p)
+    return groups
+
+
+def pcap_has(pcap: Path, marker: bytes) -> bool:
+    return pcap.exists() and marker in pcap.read_bytes()
+
+
+def test_fields_match_tshark(netns_pair, tmp_path):
+    """Every header value hdrlog logs at TC for pings, UDP and HTTP (small pages and a 512 KiB
+    download with GSO segments and plain ACKs) equals what tshark decodes from the same packets on a0."""
+    require_tool("tshark")
+    pair = netns_pair
+    mac_a, mac_b = macs(pair)
+    pcap = tmp_path / "a0.pcapng"
+    sentinel = b"hdrlog-sentinel-" + os.urandom(8).hex().encode()
+    with nginx_running(tmp_path, pair):
+        with hdrlog_running(tmp_path, pair, "-i", pair.dev_a) as run:
+            with tshark_capturing(pair, pcap) as ts:
+                ping4(pair)
+                ping6(pair)
+                send_udp(pair)
+                curl(pair, pair.a_ip)
+                curl(pair, f"[{pair.a_ip6}]")
+                big = curl(pair, pair.a_ip, "/big.bin")
+                assert len(big.encode("latin-1")) == BIG_SIZE
+                wait_tcp_closed(pair)
+                # dumpcap hands packets over in blocks: once a datagram sent after all the test
+                # traffic is in the file, everything before it is too
+                for _ in range(40):
+                    send_udp(pair, sentinel, sport=SENTINEL_PORT, dport=SENTINEL_PORT)
+                    if any(pcap_has(pcap, sentinel) for _ in range(5) if not time.sleep(0.1)):
+                        break
+                else:
+                    raise AssertionError("tshark never wrote the sentinel datagram")
+                stop_process(ts, signal.SIGINT, timeout=15)
+                assert ts.returncode == 0, ts.returncode
+            records = finish(run)
+
+    theirs = [own_transport_only(p) for p in tshark_packets(pcap)]
+    theirs = [p for p in theirs if ("ip.src" in p or "ipv6.src" in p) and is_test_traffic(p)]
+    ours = [r for r in records if is_test_traffic(r)]
+    assert ours and theirs
+
+    # enough of each kind to make the comparison mean something
+    tcp4 = [r for r in ours if r.get("ip.src") and "tcp.seq_raw" in r]
+    plain_acks = [r for r in tcp4 if r["tcp.flags"] == 0x010 and r["tcp.len"] == 0 and "tcp.options.sack_le" not in r]
+    assert len(plain_acks) >= 10, f"{len(plain_acks)} plain ACKs"
+    assert any(r.get("tcp.len", 0) > 1448 for r in ours), "no segment bigger than the MSS (GSO)"
+
+    mine = {k: [{f: r.get(f) for f in COMPARED} for r in v] for k, v in by_key(ours, mac_a).items()}
+    ref = {k: [{f: p.get(f) for f in COMPARED} for p in v] for k, v in by_key(theirs, mac_a).items()}
+    missing = set(ref) - set(mine)
+    extra = set(mine) - set(ref)
+    assert not missing and not extra, f"only tshark: {sorted(map(str, missing))[:5]}, only hdrlog: {sorted(map(str, extra))[:5]}"
+    mismatches = []
+    for key in ref:
+        if len(mine[key]) != len(ref[key]):
+            mismatches.append((key, f"{len(mine[key])} hdrlog vs {len(ref[key])} tshark"))
+            continue
+        for ours_p, theirs_p in zip(mine[key], ref[key]):
+            diff = {f: (ours_p[f], theirs_p[f]) for f in COMPARED if ours_p[f] != theirs_p[f]}
+            if diff:
+                mismatches.append((key, diff))
+    assert not mismatches, f"{len(mismatches)} packets differ (hdrlog, tshark): {mismatches[:5]}"
+    assert {k[0] for k in ref} == {"ingress", "egress"}
+    assert len(ours) == sum(len(v) for v in ref.values())
+    assert mac_b  # both ends' MACs appear as eth.src above
