@@ -622,71 +622,57 @@ static __always_inline struct hl_packet *handle(struct scratch *s, __u32 n, __u3
 	return rec;
 }
 
-static __always_inline int handle_skb(struct __sk_buff *skb, __u8 dir)
+/* TC and XDP differ only in how bytes are read from the packet; `xdp` is a
+ * constant at every call site, so clang keeps one branch. */
+static __always_inline long load_bytes(void *ctx, bool xdp, __u32 off, void *to, __u32 len)
 {
-	__u32 zero = 0, len = skb->len, n = len, payload_off = 0, cap = 0;
-	__u32 ifindex = skb->ifindex;
+	return xdp ? bpf_xdp_load_bytes(ctx, off, to, len) : bpf_skb_load_bytes(ctx, off, to, len);
+}
+
+static __always_inline void capture(void *ctx, bool xdp, __u32 len, __u32 ifindex, __u8 dir)
+{
+	__u32 zero = 0, n = len, payload_off = 0, cap = 0;
 	__u64 wake = 0;
 	struct scratch *s = bpf_map_lookup_elem(&scratch_buf, &zero);
 	struct hl_packet *rec;
 
 	if (!s)
-		return TC_ACT_UNSPEC;
+		return;
 	count(HL_CNT_SEEN);
-	if (n > HDR_WINDOW)
-		n = HDR_WINDOW;
-	barrier_var(n);
-	n &= 2 * HDR_WINDOW - 1;
-	if (n == 0 || bpf_skb_load_bytes(skb, 0, s->hdr, n))
-		n = 0;
-	rec = handle(s, n, len, ifindex, dir, 0, &payload_off, &cap, &wake);
-	if (!rec)
-		return TC_ACT_UNSPEC;
-	if (cap && cap <= HL_SNAPLEN_MAX && bpf_skb_load_bytes(skb, payload_off, rec + 1, cap))
-		rec->captured = 0;
-	bpf_ringbuf_submit(rec, wake);
-	return TC_ACT_UNSPEC;
-}
-
-SEC("tc")
-int tc_ingress(struct __sk_buff *skb)
-{
-	return handle_skb(skb, HL_DIR_INGRESS);
-}
-
-SEC("tc")
-int tc_egress(struct __sk_buff *skb)
-{
-	return handle_skb(skb, HL_DIR_EGRESS);
-}
-
-SEC("xdp")
-int xdp_ingress(struct xdp_md *ctx)
-{
-	__u32 zero = 0, len, n, payload_off = 0, cap = 0;
-	__u32 ifindex = ctx->ingress_ifindex;
-	__u64 wake = 0;
-	struct scratch *s = bpf_map_lookup_elem(&scratch_buf, &zero);
-	struct hl_packet *rec;
-
-	if (!s)
-		return XDP_PASS;
-	count(HL_CNT_SEEN);
-	len = bpf_xdp_get_buff_len(ctx);
-	n = len;
 	if (n > HDR_WINDOW)
 		n = HDR_WINDOW;
 	/* clang tests the unclamped copy of n; the masked copy is what the verifier sees */
 	barrier_var(n);
 	n &= 2 * HDR_WINDOW - 1;
-	if (n == 0 || bpf_xdp_load_bytes(ctx, 0, s->hdr, n))
+	if (n == 0 || load_bytes(ctx, xdp, 0, s->hdr, n))
 		n = 0;
-	rec = handle(s, n, len, ifindex, HL_DIR_INGRESS, HL_PKT_XDP, &payload_off, &cap, &wake);
+	rec = handle(s, n, len, ifindex, dir, xdp ? HL_PKT_XDP : 0, &payload_off, &cap, &wake);
 	if (!rec)
-		return XDP_PASS;
-	if (cap && cap <= HL_SNAPLEN_MAX && bpf_xdp_load_bytes(ctx, payload_off, rec + 1, cap))
+		return;
+	if (cap && cap <= HL_SNAPLEN_MAX && load_bytes(ctx, xdp, payload_off, rec + 1, cap))
 		rec->captured = 0;
 	bpf_ringbuf_submit(rec, wake);
+}
+
+SEC("tc")
+int tc_ingress(struct __sk_buff *skb)
+{
+	capture(skb, false, skb->len, skb->ifindex, HL_DIR_INGRESS);
+	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int tc_egress(struct __sk_buff *skb)
+{
+	capture(skb, false, skb->len, skb->ifindex, HL_DIR_EGRESS);
+	return TC_ACT_UNSPEC;
+}
+
+SEC("xdp")
+int xdp_ingress(struct xdp_md *ctx)
+{
+	/* the whole frame, fragments of multi-buffer XDP included */
+	capture(ctx, true, bpf_xdp_get_buff_len(ctx), ctx->ingress_ifindex, HL_DIR_INGRESS);
 	return XDP_PASS;
 }
 

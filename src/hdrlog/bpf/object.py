@@ -31,8 +31,15 @@ BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
 _PERCPU_MAP_TYPES = {5, 6, 10}  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
 
 
-class _BtfMixin:
-    """Struct layouts from an object's BTF (for ABI checks)."""
+class _ObjectBase:
+    """What an opened and a loaded object share: lookups by name, BTF struct layouts."""
+
+    def _find(self, kind: str, name: str) -> int:
+        fn = L.bpf_object__find_map_by_name if kind == "map" else L.bpf_object__find_program_by_name
+        ptr = fn(self._handle.require(), name.encode())
+        if not ptr:
+            raise KeyError(f"{self.path} has no {kind} {name!r}")
+        return ptr
 
     def _btf(self) -> int:
         btf = L.bpf_object__btf(self._handle.require())
@@ -126,7 +133,7 @@ class ProgramSpec:
         check_int(L.bpf_program__set_autoload(self._ptr, load), f"set autoload of {self.name}")
 
 
-class ObjectSpec(_BtfMixin):
+class ObjectSpec(_ObjectBase):
     """An opened, not yet loaded, BPF object file."""
 
     def __init__(self, handle: _Handle):
@@ -146,16 +153,10 @@ class ObjectSpec(_BtfMixin):
         return cls(_Handle(ptr, path))
 
     def map(self, name: str) -> MapSpec:
-        ptr = L.bpf_object__find_map_by_name(self._handle.require(), name.encode())
-        if not ptr:
-            raise KeyError(f"{self.path} has no map {name!r}")
-        return MapSpec(ptr, name)
+        return MapSpec(self._find("map", name), name)
 
     def program(self, name: str) -> ProgramSpec:
-        ptr = L.bpf_object__find_program_by_name(self._handle.require(), name.encode())
-        if not ptr:
-            raise KeyError(f"{self.path} has no program {name!r}")
-        return ProgramSpec(ptr, name)
+        return ProgramSpec(self._find("program", name), name)
 
     def load(self) -> "Object":
         obj = self._handle.require()
@@ -197,7 +198,7 @@ def _verifier_log(text: str) -> str:
     return (prog + "\n" if prog else "") + body.strip() + "\n"
 
 
-class Object(_BtfMixin):
+class Object(_ObjectBase):
     """A loaded BPF object: its programs and maps live until close()."""
 
     def __init__(self, handle: _Handle):
@@ -208,18 +209,12 @@ class Object(_BtfMixin):
 
     def program(self, name: str) -> "Program":
         if name not in self._programs:
-            ptr = L.bpf_object__find_program_by_name(self._handle.require(), name.encode())
-            if not ptr:
-                raise KeyError(f"{self.path} has no program {name!r}")
-            self._programs[name] = Program(ptr, name, self)
+            self._programs[name] = Program(self._find("program", name), name, self)
         return self._programs[name]
 
     def map(self, name: str) -> "Map":
         if name not in self._maps:
-            ptr = L.bpf_object__find_map_by_name(self._handle.require(), name.encode())
-            if not ptr:
-                raise KeyError(f"{self.path} has no map {name!r}")
-            self._maps[name] = Map(ptr, name)
+            self._maps[name] = Map(self._find("map", name), name)
         return self._maps[name]
 
     @property
