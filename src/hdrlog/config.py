@@ -115,6 +115,7 @@ def _check(cfg: Config) -> Config:
     for name in cfg.interface:
         if not name or "/" in name or len(name) > 15:
             raise ConfigError(f"interface: {name!r} is not an interface name")
+    cfg.interface = list(dict.fromkeys(cfg.interface))  # -i a0,a0 watches a0 once
     return cfg
 
 
