@@ -403,6 +403,16 @@ def check_http(records: list[dict], pair: NetnsPair, client: str, server: str, *
     return cid
 
 
+def send_mix(pair: NetnsPair) -> None:
+    """b -> a: IPv4 and IPv6 pings, the UDP datagram, one HTTP GET over each IP version."""
+    ping4(pair)
+    ping6(pair)
+    send_udp(pair)
+    assert curl(pair, pair.a_ip) == INDEX_BODY.encode()
+    assert curl(pair, f"[{pair.a_ip6}]") == INDEX_BODY.encode()
+    wait_tcp_closed(pair)
+
+
 # --- TC ---------------------------------------------------------------------------------------
 
 
@@ -414,12 +424,7 @@ def test_tc_logs_both_directions_of_ping_udp_and_http(netns_pair, tmp_path):
     snaplen = 32
     with nginx_running(tmp_path, pair):
         with hdrlog_running(tmp_path, pair, "-i", pair.dev_a, "--snaplen", str(snaplen)) as run:
-            ping4(pair)
-            ping6(pair)
-            send_udp(pair)
-            assert curl(pair, pair.a_ip) == INDEX_BODY.encode()
-            assert curl(pair, f"[{pair.a_ip6}]") == INDEX_BODY.encode()
-            wait_tcp_closed(pair)
+            send_mix(pair)
             records = finish(run)
 
     assert {r["network.direction"] for r in records} == {"ingress", "egress"}
@@ -449,12 +454,7 @@ def test_xdp_logs_ingress_only(netns_pair, tmp_path, xdp_mode):
         ) as run:
             # iproute2's XDP attach modes: 1 driver (native), 2 generic (skb)
             assert link_info(pair, pair.a, pair.dev_a)["xdp"]["mode"] == {"native": 1, "generic": 2}[xdp_mode]
-            ping4(pair)
-            ping6(pair)
-            send_udp(pair)
-            assert curl(pair, pair.a_ip) == INDEX_BODY.encode()
-            assert curl(pair, f"[{pair.a_ip6}]") == INDEX_BODY.encode()
-            wait_tcp_closed(pair)
+            send_mix(pair)
             records = finish(run)
 
     assert records
