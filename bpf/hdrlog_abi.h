@@ -15,6 +15,8 @@
 
 enum hl_event_type {
 	HL_EV_PACKET = 1,
+	HL_EV_SOCK_DATA = 2,
+	HL_EV_SOCK_CONN = 3,
 };
 
 enum hl_direction {
@@ -174,6 +176,110 @@ struct hl_flow_key {
 	__u16 port_hi;
 	__u8 proto;
 	__u8 _pad[3];
+};
+
+/* ---- socket syscalls (socket.bpf.c) ---- */
+
+enum hl_syscall {
+	HL_SYS_READ = 1,
+	HL_SYS_WRITE,
+	HL_SYS_READV,
+	HL_SYS_WRITEV,
+	HL_SYS_SENDTO,
+	HL_SYS_RECVFROM,
+	HL_SYS_SENDMSG,
+	HL_SYS_RECVMSG,
+	HL_SYS_SENDFILE,
+	HL_SYS_CONNECT,
+	HL_SYS_ACCEPT,
+	HL_SYS_ACCEPT4,
+	HL_SYS_CLOSE,
+};
+
+enum hl_conn_kind {
+	HL_CONN_CONNECT = 1, /* this socket connected out: its process is the client */
+	HL_CONN_ACCEPT = 2,  /* this socket was accepted: its process is the server */
+	HL_CONN_CLOSE = 3,
+};
+
+/* hl_sock_data.flags */
+enum hl_sock_data_flag {
+	HL_SD_NO_DATA = 1 << 0,   /* sendfile: only the length is known */
+	HL_SD_READ_FAILED = 1 << 1, /* the user buffer could not be read */
+};
+
+#define HL_DATA_MAX 8192 /* largest prefix of one syscall's bytes that is copied (twice this is a per-CPU buffer; 32 KiB is the limit) */
+#define HL_IOV_MAX 16     /* iovec entries followed per readv/writev/sendmsg/recvmsg */
+
+/* Who moved the bytes and on which connection; local and remote endpoint. */
+struct hl_sock_id {
+	__u64 ts_ns;      /* bpf_ktime_get_ns() at syscall exit */
+	__u64 sock;       /* the struct sock, keyed: one connection across fd reuse */
+	__u64 cgroup_id;  /* cgroup v2 id */
+	__u32 tgid;
+	__u32 tid;
+	__u32 fd;
+	__u32 netns;      /* network namespace inode */
+	__u16 family;     /* AF_INET, AF_INET6, AF_UNIX */
+	__u16 lport;      /* local port */
+	__u16 rport;      /* remote port */
+	__u8 protocol;    /* IPPROTO_TCP, IPPROTO_UDP */
+	__u8 _pad0;
+	__u8 laddr[16];   /* IPv4 in the first 4 bytes */
+	__u8 raddr[16];
+	char comm[16];
+};
+
+struct hl_sock_data {
+	__u8 type;        /* HL_EV_SOCK_DATA */
+	__u8 direction;   /* HL_DIR_INGRESS: read by the process, HL_DIR_EGRESS: written */
+	__u8 syscall;     /* enum hl_syscall */
+	__u8 flags;       /* enum hl_sock_data_flag */
+	__u32 captured;   /* bytes that follow */
+	__u64 len;        /* bytes the syscall moved */
+	struct hl_sock_id id;
+	/* followed by `captured` bytes: the first of the `len` moved */
+};
+
+struct hl_sock_conn {
+	__u8 type;        /* HL_EV_SOCK_CONN */
+	__u8 kind;        /* enum hl_conn_kind */
+	__u8 syscall;     /* enum hl_syscall */
+	__u8 _pad0;
+	__s32 ret;        /* the syscall's result (connect: 0 or -EINPROGRESS) */
+	struct hl_sock_id id;
+};
+
+enum hl_sock_counter {
+	HL_SC_EVENTS = 0,     /* data events written to the ring */
+	HL_SC_CONN_EVENTS,    /* connect / accept / close events written */
+	HL_SC_FILTERED_PID,
+	HL_SC_FILTERED_CGROUP,
+	HL_SC_FILTERED_COMM,
+	HL_SC_FILTERED_PORT,
+	HL_SC_FILTERED_FAMILY,/* Unix and other non-IP sockets, unless asked for */
+	HL_SC_NOT_L7,         /* bytes of connections whose first bytes are no known protocol: not copied */
+	HL_SC_RING_FULL,
+	HL_SC_CUT,            /* copies cut to the prefix size (logged, marked truncated) */
+	HL_SC_READ_FAILED,
+	HL_SC__MAX,
+};
+
+/* hl_sock_settings.flags */
+enum hl_sock_setting_flag {
+	HL_SS_PIDS = 1 << 0,     /* keep only the processes in `pids` */
+	HL_SS_CGROUPS = 1 << 1,  /* keep only the cgroups in `cgroups` */
+	HL_SS_COMMS = 1 << 2,    /* keep only the process names in `comms` */
+	HL_SS_PORTS = 1 << 3,    /* keep only connections with a local or remote port in `sock_ports` */
+	HL_SS_UNIX = 1 << 4,     /* also Unix sockets */
+	HL_SS_ALL_DATA = 1 << 5, /* copy every connection's bytes, not only those inferred as L7 */
+};
+
+struct hl_sock_settings {
+	__u32 flags;       /* enum hl_sock_setting_flag */
+	__u32 data_max;    /* bytes copied per syscall, at most HL_DATA_MAX */
+	__u32 wake_bytes;  /* wake the reader once this much data is waiting */
+	__u32 _pad0;
 };
 
 #pragma clang diagnostic pop

@@ -5,21 +5,34 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import select
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
 
-from hdrlog import decode as D
 from hdrlog.capture.packets import PacketCapture, PacketFilters
-from hdrlog.config import Config
+from hdrlog.capture.sockets import SocketCapture, SocketFilters
+from hdrlog.clock import Clock
+from hdrlog.config import Config, ConfigError
+from hdrlog.http_records import HeaderSelection, HttpRecorder
 from hdrlog.interfaces import ifindex, up_interfaces
 from hdrlog.packets import PacketRecorder
+from hdrlog.pipelines import HttpPipeline, PacketPipeline, Processor
+from hdrlog.protocols.http1 import Http1Parser
 from hdrlog.sinks import NdjsonSink
+from hdrlog.stitch.streams import StreamTable
 
 __all__ = ["Agent", "Summary", "filters_from"]
 
 log = logging.getLogger("hdrlog.agent")
+
+
+PACKET_DROPS = ("filtered_proto", "filtered_port", "filtered_net", "filtered_tcp_flags",
+                "first_packets", "sampled", "ring_full")  # fmt: skip
+L7_DROPS = ("l7_filtered_pid", "l7_filtered_cgroup", "l7_filtered_comm", "l7_filtered_port",
+            "l7_filtered_family", "l7_not_l7", "l7_ring_full")  # fmt: skip
 
 
 @dataclass
@@ -32,16 +45,26 @@ class Summary:
 
     def line(self) -> str:
         c = self.counters
-        drops = {k: v for k, v in c.items() if k not in ("seen", "logged", "malformed", "truncated") and v}
-        dropped = sum(drops.values())
-        detail = ", ".join(f"{k} {v}" for k, v in drops.items())
-        text = (
-            f"hdrlog: seen {c.get('seen', 0)}, logged {c.get('logged', 0)}, "
-            f"dropped {dropped}{f' ({detail})' if detail else ''}; "
-            f"{self.records} records written"
-        )
-        if c.get("malformed") or c.get("truncated"):
-            text += f"; {c.get('malformed', 0)} malformed, {c.get('truncated', 0)} with headers past the parse window"
+        parts = []
+        if "seen" in c:
+            drops = {k: c[k] for k in PACKET_DROPS if c.get(k)}
+            detail = ", ".join(f"{k} {v}" for k, v in drops.items())
+            text = (f"seen {c['seen']}, logged {c['logged']}, "
+                    f"dropped {sum(drops.values())}{f' ({detail})' if detail else ''}")
+            if c.get("malformed") or c.get("truncated"):
+                text += f", {c.get('malformed', 0)} malformed, {c.get('truncated', 0)} with headers past the parse window"
+            parts.append(text)
+        if "l7_events" in c:
+            drops = {k.removeprefix("l7_"): c[k] for k in L7_DROPS if c.get(k)}
+            detail = ", ".join(f"{k} {v}" for k, v in drops.items())
+            text = (f"L7 {c['l7_events']} socket events, {c['l7_exchanges']} HTTP exchanges, "
+                    f"skipped {sum(drops.values())}{f' ({detail})' if detail else ''}")
+            if c.get("l7_parse_failures"):
+                text += f", {c['l7_parse_failures']} unparseable stretches"
+            if c.get("l7_cut"):
+                text += f", {c['l7_cut']} copies cut to --capture-bytes"
+            parts.append(text)
+        text = "hdrlog: " + "; ".join(parts + [f"{self.records} records written"])
         if self.decode_errors:
             text += f"; {self.decode_errors} undecodable events"
         return text
@@ -59,11 +82,52 @@ def filters_from(cfg: Config) -> PacketFilters:
     )
 
 
+def cgroup_ids(specs: list[str | int]) -> list[int]:
+    """cgroup v2 directories (absolute, or relative to the cgroup2 mount) or ids -> ids."""
+    from hdrlog.enrich.container import cgroup2_mount
+
+    ids = []
+    for spec in specs:
+        if isinstance(spec, int) or str(spec).isdigit():
+            ids.append(int(spec))
+            continue
+        path = str(spec)
+        if not os.path.isabs(path):
+            mount = cgroup2_mount()
+            if mount is None:
+                raise ConfigError("cgroup: no cgroup2 file system is mounted")
+            path = os.path.join(mount, path)
+        try:
+            ids.append(os.stat(path).st_ino)
+        except OSError:
+            raise ConfigError(f"cgroup: no cgroup directory {spec!r}") from None
+    return ids
+
+
+def socket_filters_from(cfg: Config) -> SocketFilters:
+    return SocketFilters(
+        pids=list(cfg.pid),
+        cgroups=cgroup_ids(cfg.cgroup),
+        comms=list(cfg.comm),
+        ports=list(cfg.port),
+        unix=cfg.unix_sockets,
+        data_max=cfg.capture_bytes,
+    )
+
+
+def processors_from(cfg: Config) -> list[Processor]:
+    """Enrichment first, redaction last: nothing leaves the pipeline unredacted."""
+    from hdrlog.enrich import ContainerEnricher, ProcessEnricher
+    from hdrlog.redact import Redactor
+
+    return [ProcessEnricher(), ContainerEnricher(), Redactor.from_config(cfg)]
+
+
 class Agent:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self._stop_reason = ""
-        self._recorder = PacketRecorder()
+        self.clock = Clock()
 
     def stop(self, reason: str = "stop") -> None:
         self._stop_reason = self._stop_reason or reason
@@ -73,70 +137,86 @@ class Agent:
 
     def run(self) -> Summary:
         cfg = self.cfg
-        names = cfg.interface or up_interfaces()
+        packets = not cfg.l7_only
+        names = (cfg.interface or up_interfaces()) if packets else []
         indexes = [(n, ifindex(n)) for n in names]  # unknown names fail before anything loads
+        sock_filters = socket_filters_from(cfg) if cfg.l7 else None
+        processors = processors_from(cfg) if cfg.l7 else []
         summary = Summary(interfaces=names)
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             with contextlib.ExitStack() as stack:
                 sink = NdjsonSink(cfg.output)
                 stack.callback(sink.close)
-                cap = stack.enter_context(PacketCapture.load(snaplen=cfg.snaplen, ring_size=cfg.ring_size))
-                cap.configure(filters_from(cfg))
-                for name, idx in indexes:
-                    # lo: each packet passes egress then ingress; ingress alone logs it once
-                    dirs = ("ingress",) if name == "lo" else ("ingress", "egress")
-                    cap.attach(idx, mode=cfg.mode, directions=dirs, xdp_mode=cfg.xdp_mode, tc_attach=cfg.tc_attach)
-                log.info("attached to %s (%s)", ", ".join(names), cfg.mode)
-                self._loop(cap, sink, summary)
-                cap.detach()
-                self._drain(cap, sink, summary)  # what arrived before detach
-                summary.counters = cap.counters()
+                pipelines: list = []
+                if packets:
+                    cap = stack.enter_context(PacketCapture.load(snaplen=cfg.snaplen, ring_size=cfg.ring_size))
+                    cap.configure(filters_from(cfg))
+                    for name, idx in indexes:
+                        # lo: each packet passes egress then ingress; ingress alone logs it once
+                        dirs = ("ingress",) if name == "lo" else ("ingress", "egress")
+                        cap.attach(idx, mode=cfg.mode, directions=dirs, xdp_mode=cfg.xdp_mode,
+                                   tc_attach=cfg.tc_attach)
+                    pipelines.append(PacketPipeline(cap, PacketRecorder(self.clock)))
+                if cfg.l7:
+                    scap = stack.enter_context(SocketCapture.load(ring_size=cfg.l7_ring_size))
+                    scap.configure(sock_filters)
+                    scap.attach()
+                    recorder = HttpRecorder(self.clock, HeaderSelection.parse(cfg.headers))
+                    pipelines.append(HttpPipeline(scap, StreamTable(Http1Parser), recorder, processors))
+                what = ([f"{', '.join(names)} ({cfg.mode})"] if packets else []) + (["socket syscalls (L7)"] if cfg.l7 else [])
+                log.info("attached to %s", " and ".join(what))
+                self._loop(pipelines, sink, summary)
+                for p in pipelines:
+                    p.capture.detach()
+                if not (cfg.count and summary.records >= cfg.count):
+                    self._drain(pipelines, sink, summary, final=True)  # what arrived before detach
+                for p in pipelines:
+                    summary.counters.update(p.counters())
+                    summary.decode_errors += p.decode_errors
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
         summary.stopped_by = self._stop_reason
         return summary
 
-    def _loop(self, cap: PacketCapture, sink: NdjsonSink, summary: Summary) -> None:
+    def _loop(self, pipelines, sink: NdjsonSink, summary: Summary) -> None:
         cfg = self.cfg
         deadline = time.monotonic() + cfg.duration if cfg.duration else None
-        while not self._stop_reason:
-            timeout = cfg.drain_interval
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self.stop("duration")
-                    break
-                timeout = min(timeout, left)
-            cap.ring.wait(timeout)
-            self._drain(cap, sink, summary)
+        poller = select.epoll()
+        try:
+            for p in pipelines:
+                poller.register(p.capture.ring.fileno(), select.EPOLLIN)
+            while not self._stop_reason:
+                timeout = cfg.drain_interval
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        self.stop("duration")
+                        break
+                    timeout = min(timeout, left)
+                poller.poll(timeout)
+                self._drain(pipelines, sink, summary)
+        finally:
+            poller.close()
 
-    def _drain(self, cap: PacketCapture, sink: NdjsonSink, summary: Summary) -> None:
-        recorder = self._recorder
+    def _drain(self, pipelines, sink: NdjsonSink, summary: Summary, final: bool = False) -> None:
         limit = self.cfg.count
-        while True:
-            batch = cap.ring.drain()
-            if not batch:
-                return
-            out = []
-            for off, n in batch.records:
-                if limit is not None and summary.records + len(out) >= limit:
-                    break
-                try:
-                    ev = D.decode_packet(batch.data, off, n)
-                except D.DecodeError as e:
-                    summary.decode_errors += 1
-                    log.debug("undecodable event: %s", e)
-                    continue
-                out.append(recorder.record(ev))
+        for p in pipelines:
+            left = None if limit is None else limit - summary.records
+            if left is not None and left <= 0:
+                break
+            records = p.drain(left)
+            if final:
+                records += p.finish()
+            if left is not None:
+                records = records[:left]
             try:
-                sink.write_many(out)
+                sink.write_many(records)
             finally:
                 summary.records = sink.records
-            if limit is not None and summary.records >= limit:
-                self.stop("count")
-                return
+        if limit is not None and summary.records >= limit:
+            self.stop("count")
 
 
 def print_summary(summary: Summary) -> None:

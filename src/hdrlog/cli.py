@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from hdrlog import __version__
@@ -55,6 +56,26 @@ def _parser() -> argparse.ArgumentParser:
     a("-o", "--output", metavar="FILE", help="where records go: a file (created 0600, appended) or - for stdout")
     a("--duration", type=float, metavar="SECONDS", help="stop after this long")
     a("--count", type=int, metavar="N", help="stop after N records")
+    l7 = run.add_argument_group("L7 (HTTP/1.x from socket syscalls)")
+    b = l7.add_argument
+    b("--no-l7", dest="l7", action="store_false", default=None, help="packets only: no socket syscall capture")
+    b("--l7-only", action="store_true", default=None, help="HTTP records only: no packet capture")
+    b("--pid", action="append", metavar="PID", help="capture only these processes (repeatable, commas)")
+    b("--comm", action="append", metavar="NAME", help="capture only processes with this name (comm, at most 15 characters)")
+    b("--cgroup", action="append", metavar="DIR",
+      help="capture only processes in this cgroup v2 directory (path, relative to the cgroup2 mount, or id)")
+    b("--headers", metavar="LIST",
+      help="headers to log: 'all', or a comma list of names (default: Host, User-Agent, Content-Type, ... see README)")
+    b("--capture-bytes", type=int, metavar="N",
+      help="bytes copied per read/write syscall, 1-8192 (default 4096); longer messages are marked truncated")
+    b("--unix-sockets", action="store_true", default=None, help="also capture Unix sockets")
+    b("--no-redact", dest="redact", action="store_false", default=None,
+      help="log secrets as they are (Authorization, cookies, API keys, secret query parameters)")
+    b("--redact-mode", choices=["mask", "hash"],
+      help="mask: replace secrets (default); hash: keyed hash, so equal secrets can be correlated "
+           "(key from HDRLOG_REDACT_KEY or the config's redact_key; default a random key per run)")
+    b("--redact-header", action="append", metavar="NAME", help="another header whose value is secret (repeatable)")
+    b("--redact-param", action="append", metavar="NAME", help="another query parameter whose value is secret (repeatable)")
 
     sub.add_parser("doctor", help="check privileges, kernel features and the build",
                    description="One line per check; each failure says what to do.")
@@ -80,6 +101,19 @@ def _overrides(args: argparse.Namespace) -> dict:
         "output": args.output,
         "duration": args.duration,
         "count": args.count,
+        "l7": args.l7,
+        "l7_only": args.l7_only,
+        "pid": _split(args.pid),
+        "comm": _split(args.comm),
+        "cgroup": _split(args.cgroup),
+        "headers": args.headers,
+        "capture_bytes": args.capture_bytes,
+        "unix_sockets": args.unix_sockets,
+        "redact": args.redact,
+        "redact_mode": args.redact_mode,
+        "redact_key": os.environ.get("HDRLOG_REDACT_KEY"),
+        "redact_headers": _split(args.redact_header),
+        "redact_params": _split(args.redact_param),
     }
 
 
@@ -106,7 +140,7 @@ def _run(args: argparse.Namespace) -> int:
     agent = Agent(cfg)
     try:
         summary = agent.run()
-    except UnknownInterfaceError as e:
+    except (UnknownInterfaceError, config.ConfigError) as e:
         _err(str(e))
         return EXIT_USAGE
     except ObjectMissingError as e:

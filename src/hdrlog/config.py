@@ -24,6 +24,7 @@ Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 # 1 MiB of packet records fits ~4000 headers; the kernel wants a power of two.
 MIN_RING, MAX_RING = 1 << 16, 1 << 30
 MAX_SNAPLEN = 1024  # HL_SNAPLEN_MAX in bpf/hdrlog_abi.h
+MAX_CAPTURE = 8192  # HL_DATA_MAX in bpf/hdrlog_abi.h
 
 
 class ConfigError(ValueError):
@@ -48,6 +49,21 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     count: Annotated[int, msgspec.Meta(ge=1)] | None = None
     ring_size: Annotated[int, msgspec.Meta(ge=MIN_RING, le=MAX_RING)] = 8 << 20
     drain_interval: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.05
+    # L7: socket syscalls
+    l7: bool = True
+    l7_only: bool = False
+    pid: list[Annotated[int, msgspec.Meta(ge=1)]] = []
+    comm: list[Annotated[str, msgspec.Meta(min_length=1, max_length=15)]] = []
+    cgroup: list[str | int] = []  # cgroup v2 directories (or ids)
+    headers: str | list[str] | None = None  # None: the default set; "all"; or names
+    capture_bytes: Annotated[int, msgspec.Meta(ge=1, le=MAX_CAPTURE)] = 4096
+    unix_sockets: bool = False
+    l7_ring_size: Annotated[int, msgspec.Meta(ge=MIN_RING, le=MAX_RING)] = 16 << 20
+    redact: bool = True
+    redact_mode: Literal["mask", "hash"] = "mask"
+    redact_key: str | None = None  # hash mode: the key; default a random key per run
+    redact_headers: list[str] = []  # more header names whose values are secret
+    redact_params: list[str] = []  # more query parameter names whose values are secret
 
     # derived, checked forms (filled by load())
     def protocols(self) -> list[int]:
@@ -110,8 +126,14 @@ def _check(cfg: Config) -> Config:
     cfg.networks("net")
     cfg.networks("not_net")
     cfg.tcp_flag_match()
-    if cfg.ring_size & (cfg.ring_size - 1):
-        raise ConfigError(f"ring_size: {cfg.ring_size} is not a power of two")
+    for key in ("ring_size", "l7_ring_size"):
+        size = getattr(cfg, key)
+        if size & (size - 1):
+            raise ConfigError(f"{key}: {size} is not a power of two")
+    if cfg.l7_only and not cfg.l7:
+        raise ConfigError("l7_only: cannot be combined with l7: false (--no-l7)")
+    if cfg.redact_mode == "hash" and cfg.redact_key is not None and len(cfg.redact_key) < 16:
+        raise ConfigError("redact_key: use at least 16 characters")
     for name in cfg.interface:
         if not name or "/" in name or len(name) > 15:
             raise ConfigError(f"interface: {name!r} is not an interface name")

@@ -10,6 +10,16 @@ import msgspec
 
 __all__ = [
     "EV_PACKET",
+    "EV_SOCK_DATA",
+    "EV_SOCK_CONN",
+    "SOCK_ID_FIELDS",
+    "SOCK_DATA_FIELDS",
+    "SOCK_CONN_FIELDS",
+    "SOCK_COUNTERS",
+    "SockId",
+    "SockDataEvent",
+    "SockConnEvent",
+    "decode_sock_event",
     "PACKET_FIELDS",
     "PACKET_SIZE",
     "PacketEvent",
@@ -20,6 +30,8 @@ __all__ = [
 ]
 
 EV_PACKET = 1
+EV_SOCK_DATA = 2
+EV_SOCK_CONN = 3
 
 # enum hl_packet_flag
 PKT_HDR_TRUNCATED = 1 << 0
@@ -230,3 +242,149 @@ def decode_all(records: Iterable[memoryview]) -> Iterable[PacketEvent]:
     for rec in records:
         if rec[0] == EV_PACKET:
             yield decode_packet(rec)
+
+
+# ---- socket syscalls (bpf/socket.bpf.c) ----
+
+# enum hl_sock_counter, index = value
+SOCK_COUNTERS = (
+    "events",
+    "conn_events",
+    "filtered_pid",
+    "filtered_cgroup",
+    "filtered_comm",
+    "filtered_port",
+    "filtered_family",
+    "not_l7",
+    "ring_full",
+    "cut",
+    "read_failed",
+)
+
+CONN_CONNECT, CONN_ACCEPT, CONN_CLOSE = 1, 2, 3  # enum hl_conn_kind
+SD_NO_DATA = 1 << 0  # enum hl_sock_data_flag
+SD_READ_FAILED = 1 << 1
+SYSCALLS = (None, "read", "write", "readv", "writev", "sendto", "recvfrom", "sendmsg", "recvmsg",
+            "sendfile", "connect", "accept", "accept4", "close")  # fmt: skip
+
+SOCK_ID_FIELDS: tuple[tuple[str, str], ...] = (
+    ("ts_ns", "Q"),
+    ("sock", "Q"),
+    ("cgroup_id", "Q"),
+    ("tgid", "I"),
+    ("tid", "I"),
+    ("fd", "I"),
+    ("netns", "I"),
+    ("family", "H"),
+    ("lport", "H"),
+    ("rport", "H"),
+    ("protocol", "B"),
+    ("_pad0", "x"),
+    ("laddr", "16s"),
+    ("raddr", "16s"),
+    ("comm", "16s"),
+)
+SOCK_DATA_FIELDS: tuple[tuple[str, str], ...] = (
+    ("type", "B"),
+    ("direction", "B"),
+    ("syscall", "B"),
+    ("flags", "B"),
+    ("captured", "I"),
+    ("len", "Q"),
+    ("id", "".join(f for _, f in SOCK_ID_FIELDS)),
+)
+SOCK_CONN_FIELDS: tuple[tuple[str, str], ...] = (
+    ("type", "B"),
+    ("kind", "B"),
+    ("syscall", "B"),
+    ("_pad0", "x"),
+    ("ret", "i"),
+    ("id", "".join(f for _, f in SOCK_ID_FIELDS)),
+)
+_SOCK_DATA = struct.Struct("<" + "".join(f for _, f in SOCK_DATA_FIELDS))
+_SOCK_CONN = struct.Struct("<" + "".join(f for _, f in SOCK_CONN_FIELDS))
+SOCK_DATA_SIZE = _SOCK_DATA.size
+SOCK_CONN_SIZE = _SOCK_CONN.size
+_AF_INET = 2
+
+
+class SockId(msgspec.Struct, frozen=True, array_like=True):
+    """struct hl_sock_id: who moved bytes on which connection (local and remote endpoint)."""
+
+    ts_ns: int
+    sock: int
+    cgroup_id: int
+    tgid: int
+    tid: int
+    fd: int
+    netns: int
+    family: int
+    lport: int
+    rport: int
+    protocol: int
+    laddr: bytes
+    raddr: bytes
+    comm: bytes
+
+    @property
+    def local_ip(self) -> bytes:
+        return _ip(self.family, self.laddr)
+
+    @property
+    def remote_ip(self) -> bytes:
+        return _ip(self.family, self.raddr)
+
+    @property
+    def command(self) -> str:
+        return self.comm.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def _ip(family: int, raw: bytes) -> bytes:
+    """4 bytes for IPv4 and IPv4-mapped IPv6 (a dual-stack socket's IPv4 peer), else 16."""
+    if family == _AF_INET:
+        return raw[:4]
+    if raw[:12] == b"\0" * 10 + b"\xff\xff":
+        return raw[12:]
+    return raw
+
+
+class SockDataEvent(msgspec.Struct, frozen=True):
+    direction: int  # DIR_INGRESS: the process read it; DIR_EGRESS: it wrote it
+    syscall: int
+    flags: int
+    len: int  # bytes the syscall moved; `data` is a prefix of them
+    id: SockId
+    data: bytes
+
+
+class SockConnEvent(msgspec.Struct, frozen=True):
+    kind: int  # CONN_CONNECT, CONN_ACCEPT, CONN_CLOSE
+    syscall: int
+    ret: int
+    id: SockId
+
+
+_NID = len(SOCK_ID_FIELDS) - 1  # fields of SockId in the flat tuple (no pad)
+
+
+def decode_sock_event(buf: bytes | memoryview, offset: int = 0, length: int | None = None):
+    """Decode a struct hl_sock_data (with its bytes) or struct hl_sock_conn."""
+    avail = (len(buf) - offset) if length is None else length
+    if avail < 1:
+        raise DecodeError("empty event")
+    kind = buf[offset]
+    if kind == EV_SOCK_DATA:
+        if avail < SOCK_DATA_SIZE:
+            raise DecodeError(f"socket data event of {avail} bytes, the layout needs {SOCK_DATA_SIZE}")
+        v = _SOCK_DATA.unpack_from(buf, offset)
+        captured = v[4]
+        if captured > avail - SOCK_DATA_SIZE:
+            raise DecodeError(f"socket data event claims {captured} bytes, {avail - SOCK_DATA_SIZE} follow")
+        start = offset + SOCK_DATA_SIZE
+        return SockDataEvent(v[1], v[2], v[3], v[5], SockId(*v[6:]), bytes(buf[start : start + captured]))
+    if kind == EV_SOCK_CONN:
+        if avail < SOCK_CONN_SIZE:
+            raise DecodeError(f"socket conn event of {avail} bytes, the layout needs {SOCK_CONN_SIZE}")
+        v = _SOCK_CONN.unpack_from(buf, offset)
+        return SockConnEvent(v[1], v[2], v[3], SockId(*v[4:]))
+    raise DecodeError(f"event type {kind} is not a socket event")

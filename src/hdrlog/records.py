@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["Record", "PacketRecord", "HealthRecord", "COMMON_DOCS", "field_docs", "encoder"]
+__all__ = ["Record", "PacketRecord", "HttpRecord", "HealthRecord", "COMMON_DOCS", "field_docs", "encoder", "to_builtins", "json_form"]
 
 
 def _f(name: str, doc: str) -> Any:
@@ -151,6 +151,49 @@ class PacketRecord(Record, kw_only=True, omit_defaults=True, frozen=True):
 _collect("packet")
 
 
+class HttpRecord(Record, kw_only=True, omit_defaults=True, frozen=True):
+    """One HTTP/1.x exchange (request and its response), from one side's socket syscalls.
+
+    `request_headers` / `response_headers` map lower-case header names to their values
+    (in order) and are written flat as `http.request.header.<name>` / `http.response.header.<name>`."""
+
+    role: str | None = _f("observer.role", '"client" or "server": whose syscalls produced the record')
+    method: str | None = _f("http.request.method", "request method")
+    url_path: str | None = _f("url.path", "path of the request target")
+    url_query: str | None = _f("url.query", "query string, without the ?")
+    server_address: str | None = _f("server.address", "Host header host, else the server's IP address")
+    server_port: int | None = _f("server.port", "Host header port, else the connection's server port")
+    client_address: str | None = _f("client.address", "client IP address")
+    client_port: int | None = _f("client.port", "client port")
+    protocol_version: str | None = _f("network.protocol.version", '"1.0" or "1.1"')
+    status_code: int | None = _f("http.response.status_code", "final response status code")
+    interim_status: list[int] | None = _f("http.response.interim_status_codes", "1xx responses before the final one (hdrlog's name)")
+    user_agent: str | None = _f("user_agent.original", "User-Agent header")
+    request_headers: dict[str, list[str]] | None = _f("http.request.header.<name>", "chosen request headers, one field per header: a list of values")
+    response_headers: dict[str, list[str]] | None = _f("http.response.header.<name>", "chosen response headers, one field per header: a list of values")
+    request_body_size: int | None = _f("http.request.body.size", "request body bytes (chunked: payload bytes)")
+    response_body_size: int | None = _f("http.response.body.size", "response body bytes (chunked: payload bytes)")
+    duration: int | None = _f("event.duration", "first request byte to last response byte seen, nanoseconds")
+    time_to_headers: int | None = _f("http.response.time_to_headers", "first request byte to the end of the response headers, nanoseconds (hdrlog's name)")
+    request_truncated: bool | None = _f("http.request.truncated", "the request was not seen whole (capture cut it or a gap)")
+    response_truncated: bool | None = _f("http.response.truncated", "the response was not seen whole")
+    community_id: str | None = _f("network.community_id", "Community ID v1 of the connection")
+    network_type: str | None = _f("network.type", '"ipv4" or "ipv6"')
+    transport: str | None = _f("network.transport", '"tcp"')
+    tls: bool | None = _f("tls", "true when the plaintext came from a TLS library")
+    pid: int | None = _f("process.pid", "process id (thread group id)")
+    tid: int | None = _f("process.thread.id", "thread that made the syscall")
+    executable_name: str | None = _f("process.executable.name", "process name (comm), captured in the kernel")
+    executable_path: str | None = _f("process.executable.path", "path of the executable, when the process was still there to ask")
+    command_line: str | None = _f("process.command_line", "command line, when the process was still there to ask")
+    cgroup_id: int | None = _f("hdrlog.cgroup_id", "cgroup v2 id (hdrlog's name)")
+    container_id: str | None = _f("container.id", "container id, when the cgroup path names one (docker, containerd, cri-o, podman, systemd-nspawn)")
+    container_runtime: str | None = _f("container.runtime", "docker, containerd, cri-o, podman or systemd-nspawn")
+
+
+_collect("http")
+
+
 class HealthRecord(Record, kw_only=True, omit_defaults=True, frozen=True):
     """The agent's own counters: events seen, logged and dropped by reason."""
 
@@ -165,6 +208,23 @@ _collect("health")
 def field_docs() -> dict[str, list[tuple[str, str]]]:
     """JSON field name and description of every record type's fields, in order."""
     return {k: list(v) for k, v in _DOCS.items()}
+
+
+def to_builtins(record: Record) -> dict:
+    """The record as the JSON object it is written as (header maps flattened)."""
+    obj = msgspec.to_builtins(record)
+    if isinstance(record, HttpRecord):
+        for key, prefix in (("http.request.header.<name>", "http.request.header."), ("http.response.header.<name>", "http.response.header.")):
+            headers = obj.pop(key, None)
+            if headers:
+                for name, values in headers.items():
+                    obj[prefix + name] = values
+    return obj
+
+
+def json_form(record: Record):
+    """What the JSON encoder is given: the record itself, or its flattened form."""
+    return to_builtins(record) if isinstance(record, HttpRecord) else record
 
 
 def encoder() -> msgspec.json.Encoder:

@@ -84,3 +84,36 @@ def test_decode_rejects_short_and_foreign_events():
     struct.pack_into("<H", claims_payload, 24, 100)  # captured = 100, nothing follows
     with pytest.raises(D.DecodeError):
         D.decode_packet(bytes(claims_payload))
+
+
+@pytest.fixture(scope="module")
+def sock_spec():
+    from hdrlog.capture.sockets import SocketCapture
+
+    try:
+        path = P.object_path(SocketCapture.OBJECT)
+    except P.ObjectMissingError as e:
+        pytest.fail(str(e))
+    with ObjectSpec.open(path) as s:
+        yield s
+
+
+@pytest.mark.parametrize(
+    "struct_name,fields",
+    [("hl_sock_id", D.SOCK_ID_FIELDS), ("hl_sock_data", D.SOCK_DATA_FIELDS), ("hl_sock_conn", D.SOCK_CONN_FIELDS)],
+)
+def test_socket_event_layouts_match_btf(sock_spec, struct_name, fields):
+    """struct hl_sock_id, hl_sock_data and hl_sock_conn have the decoder's names, offsets and sizes."""
+    btf = [(m.name, m.offset, m.size) for m in sock_spec.struct_members(struct_name)]
+    assert _python_layout(fields) == btf
+    assert sum(struct.calcsize("<" + f) for _, f in fields) == sock_spec.struct_size(struct_name)
+
+
+def test_socket_settings_and_counters_follow_the_header(sock_spec):
+    """struct hl_sock_settings has the packed size user space writes; counter names follow enum hl_sock_counter."""
+    from hdrlog.capture import sockets as S
+
+    assert S._SETTINGS.size == sock_spec.struct_size("hl_sock_settings")
+    names = [n for n in _enum("hl_sock_counter") if n != "HL_SC__MAX"]
+    assert [n.removeprefix("HL_SC_").lower() for n in names] == list(D.SOCK_COUNTERS)
+    assert S.DATA_MAX == int(re.search(r"#define HL_DATA_MAX (\d+)", ABI_H.read_text()).group(1))

@@ -8,13 +8,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import struct
 from dataclasses import dataclass, field
-from importlib import resources
 
-from hdrlog.bpf import BpfError, Link, Object, ObjectSpec, RingBuffer, remove_stale_tc_filters
+from hdrlog.bpf import Link, remove_stale_tc_filters
+from hdrlog.capture.base import Capture, ObjectMissingError, object_path
 from hdrlog.decode import COUNTERS
 
 __all__ = ["PacketCapture", "PacketFilters", "object_path", "ObjectMissingError"]
@@ -29,21 +28,6 @@ SET_PROTOS = 1 << 5
 
 _SETTINGS = struct.Struct("<IIIHH32sII")  # struct hl_settings
 _U32 = struct.Struct("<I")
-
-
-class ObjectMissingError(FileNotFoundError):
-    pass
-
-
-def object_path(name: str) -> str:
-    """Path of a built BPF object shipped in the package."""
-    path = resources.files("hdrlog") / "objects" / name
-    if not path.is_file():
-        raise ObjectMissingError(
-            f"BPF object {name} is not built: run `make -C bpf` in the source tree "
-            "(the README's commands do it)"
-        )
-    return str(path)
 
 
 @dataclass(frozen=True)
@@ -70,27 +54,15 @@ def _net_key(net) -> bytes:
     return _U32.pack(plen) + addr
 
 
-class PacketCapture:
+class PacketCapture(Capture):
     OBJECT = "packet.bpf.o"
-
-    def __init__(self, obj: Object):
-        self.obj = obj
-        self.ring = RingBuffer(obj.map("events"))
-        self._counters = obj.map("counters")
-        self.links: list[Link] = []
-        self._wake_bytes = 0
+    RING = "events"
+    COUNTER_MAP = "counters"
+    COUNTER_NAMES = COUNTERS
 
     @classmethod
     def load(cls, *, snaplen: int = 0, ring_size: int = 8 << 20, path: str | None = None) -> "PacketCapture":
-        with ObjectSpec.open(path or object_path(cls.OBJECT)) as spec:
-            spec.rodata["cfg_snaplen"] = snaplen
-            spec.map("events").max_entries = ring_size
-            obj = spec.load()
-        try:
-            cap = cls(obj)
-        except BaseException:
-            obj.close()
-            raise
+        cap = cls._new(cls._open(path, ring_size, {"cfg_snaplen": snaplen}))
         # wake the reader when a quarter of the ring is waiting; it drains on a timer otherwise
         cap._wake_bytes = ring_size // 4
         cap.configure(PacketFilters())
@@ -142,22 +114,3 @@ class PacketCapture:
             raise
         self.links.extend(new)
         return new
-
-    def counters(self) -> dict[str, int]:
-        return {name: self._counters.sum_u64(_U32.pack(i)) for i, name in enumerate(COUNTERS)}
-
-    def detach(self) -> None:
-        while self.links:
-            self.links.pop().close()
-
-    def close(self) -> None:
-        self.detach()
-        with contextlib.suppress(BpfError):
-            self.ring.close()
-        self.obj.close()
-
-    def __enter__(self) -> "PacketCapture":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -8,6 +8,8 @@ from typing import Iterable
 
 import msgspec
 
+from hdrlog.records import json_form
+
 __all__ = ["NdjsonSink"]
 
 
@@ -29,7 +31,7 @@ class NdjsonSink:
         buf, enc = self._buf, self._enc
         n = 0
         for rec in records:
-            enc.encode_into(rec, buf, -1)
+            enc.encode_into(json_form(rec), buf, -1)
             buf.extend(b"\n")
             n += 1
         self.records += n

@@ -1,0 +1,500 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * socket.bpf.c: the bytes processes read from and write to TCP sockets, from
+ * syscall tracepoints only (no kprobes). Each sys_enter_* program stashes its
+ * arguments per thread; the matching sys_exit_* program resolves the fd to its
+ * socket (task -> files -> fdt -> file -> socket -> sock), applies the filters,
+ * infers the protocol from a connection's first bytes and copies a bounded
+ * prefix of the data. connect/accept/close mark the connection's boundaries.
+ *
+ * A tracepoint program may read only its own tracepoint's arguments (reading
+ * beyond them loads but fails to attach with EACCES): one program per arity.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "hdrlog_abi.h"
+
+#define AF_UNIX 1
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define EINPROGRESS 115
+
+const volatile __u32 cfg_self_tgid = 0; /* hdrlog itself: never captured */
+const volatile __u64 cfg_sock_key = 0;  /* keys socket addresses so records do not show kernel pointers */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} sock_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, HL_SC__MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} sock_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct hl_sock_settings);
+} sock_settings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, __u8);
+} cgroups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, char[16]);
+	__type(value, __u8);
+} comms SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u16);
+	__type(value, __u8);
+} sock_ports SEC(".maps");
+
+/* A syscall's arguments between its enter and exit, per thread. */
+struct stash {
+	__u64 buf; /* buffer, iovec array or msghdr in user memory */
+	__u32 fd;
+	__u32 count; /* iovec count */
+	__u8 syscall;
+	__u8 _pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct stash);
+} stashes SEC(".maps");
+
+/* What is known of a connection's protocol (keyed by the keyed struct sock). */
+enum conn_state {
+	CONN_NEW = 1,   /* connect/accept seen, no bytes yet */
+	CONN_L7 = 2,    /* first bytes were a known protocol: copy */
+	CONN_OTHER = 3, /* first bytes were something else: do not copy */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u8);
+} conns SEC(".maps");
+
+struct data_scratch {
+	struct hl_sock_data ev;
+	__u8 data[2 * HL_DATA_MAX]; /* the second half is slack for masked offsets */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct data_scratch);
+} data_buf SEC(".maps");
+
+/* Kept alive for BTF so user space can check the ABI against the object. */
+struct hl_sock_data _abi_sock_data = {};
+struct hl_sock_conn _abi_sock_conn = {};
+struct hl_sock_settings _abi_sock_settings = {};
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *c = bpf_map_lookup_elem(&sock_counters, &idx);
+
+	if (c)
+		*c += 1;
+}
+
+static __always_inline const struct hl_sock_settings *settings(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&sock_settings, &zero);
+}
+
+/* Process filters, cheap enough to run at every syscall entry. */
+static __always_inline int process_wanted(const struct hl_sock_settings *cfg)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+
+	if (tgid == cfg_self_tgid)
+		return 0;
+	if ((cfg->flags & HL_SS_PIDS) && !bpf_map_lookup_elem(&pids, &tgid)) {
+		count(HL_SC_FILTERED_PID);
+		return 0;
+	}
+	if (cfg->flags & HL_SS_CGROUPS) {
+		__u64 cg = bpf_get_current_cgroup_id();
+
+		if (!bpf_map_lookup_elem(&cgroups, &cg)) {
+			count(HL_SC_FILTERED_CGROUP);
+			return 0;
+		}
+	}
+	if (cfg->flags & HL_SS_COMMS) {
+		char comm[16] = {};
+
+		bpf_get_current_comm(comm, sizeof(comm));
+		if (!bpf_map_lookup_elem(&comms, comm)) {
+			count(HL_SC_FILTERED_COMM);
+			return 0;
+		}
+	}
+	return 1;
+}
+
+static __always_inline void stash_args(__u8 syscall, long fd, long buf, long n)
+{
+	const struct hl_sock_settings *cfg = settings();
+	struct stash s = {};
+	__u64 id;
+
+	if (!cfg || fd < 0 || !process_wanted(cfg))
+		return;
+	id = bpf_get_current_pid_tgid();
+	s.buf = buf;
+	s.fd = fd;
+	s.count = n;
+	s.syscall = syscall;
+	bpf_map_update_elem(&stashes, &id, &s, BPF_ANY);
+}
+
+/* fd -> struct sock of the current task, or NULL if the fd is not a socket. */
+static __always_inline struct sock *sock_of_fd(__u32 fd, __u16 *type)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds, *f = NULL;
+	struct socket *sock;
+	umode_t mode;
+
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return NULL;
+	mode = BPF_CORE_READ(f, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return NULL;
+	sock = BPF_CORE_READ(f, private_data);
+	if (!sock)
+		return NULL;
+	*type = BPF_CORE_READ(sock, type);
+	return BPF_CORE_READ(sock, sk);
+}
+
+/* Fill the identity of a socket event; 0 if the socket is not one to capture. */
+static __always_inline int fill_id(struct hl_sock_id *id, const struct hl_sock_settings *cfg, __u32 fd)
+{
+	__u16 type = 0, family;
+	struct sock *sk = sock_of_fd(fd, &type);
+	__u64 pid_tgid;
+
+	if (!sk)
+		return 0;
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family == AF_UNIX) {
+		if (!(cfg->flags & HL_SS_UNIX)) {
+			count(HL_SC_FILTERED_FAMILY);
+			return 0;
+		}
+	} else if (family != AF_INET && family != AF_INET6) {
+		count(HL_SC_FILTERED_FAMILY);
+		return 0;
+	}
+	if (type != SOCK_STREAM)
+		return 0; /* datagram sockets come with later protocols (DNS) */
+	id->family = family;
+	id->protocol = BPF_CORE_READ(sk, sk_protocol);
+	id->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	id->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	/* explicit sizes: BPF_CORE_READ_INTO would take the size of one array element */
+	if (family == AF_INET) {
+		bpf_core_read(id->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(id->raddr, 4, &sk->__sk_common.skc_daddr);
+	} else if (family == AF_INET6) {
+		bpf_core_read(id->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(id->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+	if ((cfg->flags & HL_SS_PORTS) && !bpf_map_lookup_elem(&sock_ports, &id->lport) &&
+	    !bpf_map_lookup_elem(&sock_ports, &id->rport)) {
+		count(HL_SC_FILTERED_PORT);
+		return 0;
+	}
+	pid_tgid = bpf_get_current_pid_tgid();
+	id->tgid = pid_tgid >> 32;
+	id->tid = (__u32)pid_tgid;
+	id->fd = fd;
+	id->sock = (__u64)sk ^ cfg_sock_key;
+	id->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	id->cgroup_id = bpf_get_current_cgroup_id();
+	id->ts_ns = bpf_ktime_get_ns();
+	bpf_get_current_comm(id->comm, sizeof(id->comm));
+	return 1;
+}
+
+static __always_inline void emit_conn(__u8 kind, __u8 syscall, __u32 fd, long ret)
+{
+	const struct hl_sock_settings *cfg = settings();
+	struct hl_sock_conn ev = {};
+	__u8 state = CONN_NEW;
+
+	if (!cfg || !fill_id(&ev.id, cfg, fd))
+		return;
+	ev.type = HL_EV_SOCK_CONN;
+	ev.kind = kind;
+	ev.syscall = syscall;
+	ev.ret = ret;
+	if (kind == HL_CONN_CLOSE) {
+		/* only connections this program has seen are worth a close event */
+		if (bpf_map_delete_elem(&conns, &ev.id.sock))
+			return;
+	} else {
+		bpf_map_update_elem(&conns, &ev.id.sock, &state, BPF_ANY);
+	}
+	if (bpf_ringbuf_output(&sock_events, &ev, sizeof(ev), 0))
+		count(HL_SC_RING_FULL);
+	else
+		count(HL_SC_CONN_EVENTS);
+}
+
+/* RFC 9110 method tokens and the HTTP/1.x status line (RFC 9112 4). */
+static __always_inline int looks_like_http(const __u8 *b)
+{
+	switch (b[0]) {
+	case 'G': return b[1] == 'E' && b[2] == 'T' && b[3] == ' ';
+	case 'P': return (b[1] == 'O' && b[2] == 'S' && b[3] == 'T' && b[4] == ' ') ||
+			 (b[1] == 'U' && b[2] == 'T' && b[3] == ' ') ||
+			 (b[1] == 'A' && b[2] == 'T' && b[3] == 'C' && b[4] == 'H' && b[5] == ' ');
+	case 'H': return (b[1] == 'E' && b[2] == 'A' && b[3] == 'D' && b[4] == ' ') ||
+			 (b[1] == 'T' && b[2] == 'T' && b[3] == 'P' && b[4] == '/' && b[5] == '1' && b[6] == '.');
+	case 'D': return b[1] == 'E' && b[2] == 'L' && b[3] == 'E' && b[4] == 'T' && b[5] == 'E' && b[6] == ' ';
+	case 'O': return b[1] == 'P' && b[2] == 'T' && b[3] == 'I' && b[4] == 'O' && b[5] == 'N' && b[6] == 'S';
+	case 'C': return b[1] == 'O' && b[2] == 'N' && b[3] == 'N' && b[4] == 'E' && b[5] == 'C' && b[6] == 'T';
+	case 'T': return b[1] == 'R' && b[2] == 'A' && b[3] == 'C' && b[4] == 'E' && b[5] == ' ';
+	}
+	return 0;
+}
+
+/* Copy up to `max` bytes of an iovec array into buf; returns the bytes copied. */
+static __always_inline __u32 copy_iov(__u8 *buf, const struct iovec *iov, __u32 iovcnt, __u32 max)
+{
+	__u32 off = 0, i;
+
+	for (i = 0; i < HL_IOV_MAX; i++) {
+		struct iovec v;
+		__u32 part;
+
+		if (i >= iovcnt || off >= max)
+			break;
+		if (bpf_probe_read_user(&v, sizeof(v), &iov[i]))
+			break;
+		part = v.iov_len < max - off ? v.iov_len : max - off;
+		/* off < max <= HL_DATA_MAX and part <= HL_DATA_MAX: inside the 2x buffer */
+		off &= HL_DATA_MAX - 1;
+		part &= 2 * HL_DATA_MAX - 1;
+		if (part > HL_DATA_MAX)
+			part = HL_DATA_MAX;
+		if (part && bpf_probe_read_user(buf + off, part, v.iov_base))
+			break;
+		off += part;
+	}
+	return off;
+}
+
+static __always_inline void emit_data(const struct stash *st, long ret)
+{
+	const struct hl_sock_settings *cfg = settings();
+	__u32 zero = 0, want, n = 0, max;
+	struct data_scratch *s = bpf_map_lookup_elem(&data_buf, &zero);
+	__u8 state = 0, *known, syscall = st->syscall;
+	const struct iovec *iov = NULL;
+	__u32 iovcnt = 0;
+	__u64 flags;
+
+	if (!cfg || !s)
+		return;
+	__builtin_memset(&s->ev, 0, sizeof(s->ev));
+	if (!fill_id(&s->ev.id, cfg, st->fd))
+		return;
+	s->ev.type = HL_EV_SOCK_DATA;
+	s->ev.syscall = syscall;
+	s->ev.len = ret;
+	s->ev.direction = (syscall == HL_SYS_WRITE || syscall == HL_SYS_WRITEV || syscall == HL_SYS_SENDTO ||
+			   syscall == HL_SYS_SENDMSG || syscall == HL_SYS_SENDFILE) ? HL_DIR_EGRESS : HL_DIR_INGRESS;
+
+	known = bpf_map_lookup_elem(&conns, &s->ev.id.sock);
+	if (known)
+		state = *known;
+	if (state == CONN_OTHER && !(cfg->flags & HL_SS_ALL_DATA)) {
+		count(HL_SC_NOT_L7);
+		return;
+	}
+
+	if (syscall == HL_SYS_SENDFILE) {
+		s->ev.flags = HL_SD_NO_DATA;
+	} else {
+		max = cfg->data_max < HL_DATA_MAX ? cfg->data_max : HL_DATA_MAX;
+		want = ret < max ? ret : max;
+		if (syscall == HL_SYS_READV || syscall == HL_SYS_WRITEV) {
+			iov = (const struct iovec *)st->buf;
+			iovcnt = st->count;
+		} else if (syscall == HL_SYS_SENDMSG || syscall == HL_SYS_RECVMSG) {
+			struct user_msghdr msg;
+
+			if (!bpf_probe_read_user(&msg, sizeof(msg), (void *)st->buf)) {
+				iov = msg.msg_iov;
+				iovcnt = msg.msg_iovlen;
+			}
+		}
+		if (iov) {
+			n = copy_iov(s->data, iov, iovcnt, want);
+		} else {
+			n = want;
+			barrier_var(n);
+			n &= 2 * HL_DATA_MAX - 1;
+			if (n > HL_DATA_MAX)
+				n = HL_DATA_MAX;
+			if (n && bpf_probe_read_user(s->data, n, (void *)st->buf))
+				n = 0;
+		}
+		if (n == 0 && want)
+			s->ev.flags |= HL_SD_READ_FAILED;
+		if (n < ret)
+			count(HL_SC_CUT);
+	}
+
+	/* Protocol inference: a new connection's first bytes decide; a connection
+	 * whose start was not seen is checked until a message start shows up. */
+	if (!(cfg->flags & HL_SS_ALL_DATA) && state != CONN_L7) {
+		int l7 = n >= 8 && looks_like_http(s->data);
+
+		if (state == CONN_NEW || l7) {
+			__u8 next = l7 ? CONN_L7 : CONN_OTHER;
+
+			bpf_map_update_elem(&conns, &s->ev.id.sock, &next, BPF_ANY);
+		}
+		if (!l7) {
+			count(HL_SC_NOT_L7);
+			return;
+		}
+	}
+	if (s->ev.flags & HL_SD_READ_FAILED)
+		count(HL_SC_READ_FAILED);
+
+	s->ev.captured = n;
+	flags = BPF_RB_NO_WAKEUP;
+	if (cfg->wake_bytes == 0 || bpf_ringbuf_query(&sock_events, BPF_RB_AVAIL_DATA) >= cfg->wake_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	n &= 2 * HL_DATA_MAX - 1;
+	if (bpf_ringbuf_output(&sock_events, s, sizeof(s->ev) + n, flags))
+		count(HL_SC_RING_FULL);
+	else
+		count(HL_SC_EVENTS);
+}
+
+static __always_inline int on_exit(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct stash *p = bpf_map_lookup_elem(&stashes, &id), st;
+
+	if (!p)
+		return 0;
+	st = *p;
+	bpf_map_delete_elem(&stashes, &id);
+	switch (st.syscall) {
+	case HL_SYS_CONNECT:
+		if (ret == 0 || ret == -EINPROGRESS)
+			emit_conn(HL_CONN_CONNECT, st.syscall, st.fd, ret);
+		break;
+	case HL_SYS_ACCEPT:
+	case HL_SYS_ACCEPT4:
+		if (ret >= 0)
+			emit_conn(HL_CONN_ACCEPT, st.syscall, ret, 0);
+		break;
+	default:
+		if (ret > 0)
+			emit_data(&st, ret);
+	}
+	return 0;
+}
+
+#define ENTER(name, syscall, buf, n)                                          \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                           \
+	int enter_##name(struct trace_event_raw_sys_enter *ctx)               \
+	{                                                                     \
+		stash_args(syscall, ctx->args[0], buf, n);                    \
+		return 0;                                                     \
+	}
+
+#define EXIT(name)                                                            \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                            \
+	int exit_##name(struct trace_event_raw_sys_exit *ctx)                 \
+	{                                                                     \
+		return on_exit(ctx->ret);                                     \
+	}
+
+ENTER(read, HL_SYS_READ, ctx->args[1], 0)
+ENTER(write, HL_SYS_WRITE, ctx->args[1], 0)
+ENTER(readv, HL_SYS_READV, ctx->args[1], ctx->args[2])
+ENTER(writev, HL_SYS_WRITEV, ctx->args[1], ctx->args[2])
+ENTER(sendto, HL_SYS_SENDTO, ctx->args[1], 0)
+ENTER(recvfrom, HL_SYS_RECVFROM, ctx->args[1], 0)
+ENTER(sendmsg, HL_SYS_SENDMSG, ctx->args[1], 0)
+ENTER(recvmsg, HL_SYS_RECVMSG, ctx->args[1], 0)
+ENTER(sendfile64, HL_SYS_SENDFILE, 0, 0)
+ENTER(connect, HL_SYS_CONNECT, 0, 0)
+ENTER(accept, HL_SYS_ACCEPT, 0, 0)
+ENTER(accept4, HL_SYS_ACCEPT4, 0, 0)
+
+EXIT(read)
+EXIT(write)
+EXIT(readv)
+EXIT(writev)
+EXIT(sendto)
+EXIT(recvfrom)
+EXIT(sendmsg)
+EXIT(recvmsg)
+EXIT(sendfile64)
+EXIT(connect)
+EXIT(accept)
+EXIT(accept4)
+
+/* close has one argument; the socket is still there at entry. */
+SEC("tracepoint/syscalls/sys_enter_close")
+int enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	const struct hl_sock_settings *cfg = settings();
+	long fd = ctx->args[0];
+
+	if (!cfg || fd < 0 || !process_wanted(cfg))
+		return 0;
+	emit_conn(HL_CONN_CLOSE, HL_SYS_CLOSE, fd, 0);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

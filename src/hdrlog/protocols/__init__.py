@@ -1,0 +1,1 @@
+"""Sans-IO protocol parsers: captured bytes and gaps in, typed messages out."""

@@ -1,0 +1,768 @@
+"""HTTP/1.x request/response exchanges from captured socket data (sans-IO).
+
+The kernel hands user space, per connection and direction, a bounded prefix of each read/write
+syscall's bytes (`feed`) and the count of the bytes it did not copy (`gap`); captures may start
+mid-connection. `Http1Parser` turns that into `HttpExchange`s and `ParseFailure`s. It never
+raises on input bytes and holds at most `Limits.max_buffer` bytes per direction.
+
+- Message heads (start line and header fields) are validated and split by httptools (llhttp).
+- Body framing (RFC 9112 6 and 7.1) is tracked here: bodies are skipped and counted, never
+  stored. A gap inside a body of known length is just counted; a gap that hides framing (a
+  chunk-size line, the rest of a head) truncates that message and the side resynchronises.
+- Resynchronising (at the start of a capture, after lost framing or a parse failure) skips to
+  the next line that is a request line (client) or a status line (server). A position right
+  after a gap counts as a line start: it is a syscall boundary, where messages usually begin.
+- `truncated` means the record is incomplete: its head was cut or invalid, or the end of its
+  body was not seen. Bytes a gap hid inside a body of known length do not make it truncated.
+- Responses pair with requests first in, first out; a response that began before the oldest
+  unanswered request did (a capture started mid-connection) pairs with `request=None`.
+- A ParseFailure is reported for invalid bytes and exceeded limits, not for gaps or for
+  skipping to the first message of a capture: those are normal, and `truncated` records them.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections import deque
+from dataclasses import dataclass
+
+import httptools
+
+__all__ = [
+    "CLIENT",
+    "SERVER",
+    "Http1Parser",
+    "HttpExchange",
+    "HttpRequest",
+    "HttpResponse",
+    "Limits",
+    "ParseFailure",
+]
+
+CLIENT = "client"  # bytes the client sent (requests)
+SERVER = "server"  # bytes the server sent (responses)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Ceilings that keep one connection's parser bounded whatever bytes it is fed."""
+
+    # nginx (4 x 8 KiB buffers) and Apache (100 fields of 8 KiB) refuse far smaller heads
+    max_head: int = 65536
+    # Apache refuses more than 100 fields (LimitRequestFields); 256 is well above real servers
+    max_headers: int = 256
+    # twice nginx's 8 KiB line buffer and Apache's 8190-byte LimitRequestLine
+    max_line: int = 16384
+    # pipelining clients keep a few requests in flight; 64 unanswered means responses were lost
+    max_pending: int = 64
+    # what a side may hold between calls (a head being assembled); the limits above keep under it
+    max_buffer: int = 131072
+
+    def __post_init__(self) -> None:
+        if min(self.max_head, self.max_headers, self.max_line, self.max_pending) < 1:
+            raise ValueError("limits must be positive")
+        if not self.max_line <= self.max_head <= self.max_buffer:
+            raise ValueError("limits must satisfy max_line <= max_head <= max_buffer")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpRequest:
+    """One request as seen on the wire (body counted, not kept)."""
+
+    method: str
+    target: str
+    version: str  # "1.0" or "1.1"
+    headers: list[tuple[str, str]]  # names as sent, in order; values latin-1, OWS stripped
+    body_size: int | None  # body bytes (chunked: payload bytes); None if unknown
+    chunked: bool
+    truncated: bool  # head or body not seen whole
+    ts_start: int  # ns: first byte
+    ts_head_end: int | None  # ns: end of the header section
+    ts_end: int | None  # ns: last byte; None if the end was not seen
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpResponse:
+    """One final response, with the 1xx interim statuses that preceded it."""
+
+    status: int
+    reason: str
+    version: str
+    headers: list[tuple[str, str]]
+    body_size: int | None
+    chunked: bool
+    truncated: bool
+    interim: list[int]
+    ts_start: int
+    ts_head_end: int | None
+    ts_end: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpExchange:
+    """A request and its response; either may be missing (not captured / never sent)."""
+
+    request: HttpRequest | None  # None: a response whose request was not seen
+    response: HttpResponse | None  # None: the connection ended (or the parser gave up) first
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParseFailure:
+    """The bytes on `side` were not HTTP/1 (or broke a limit); that side now skips to resync."""
+
+    side: str
+    reason: str
+    ts: int
+
+
+# llhttp's HTTP methods (its RTSP methods and the HTTP/2 preface's PRI left out)
+_METHODS = (
+    "GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH COPY LOCK MKCOL MOVE PROPFIND PROPPATCH "
+    "SEARCH UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE M-SEARCH NOTIFY "
+    "SUBSCRIBE UNSUBSCRIBE PURGE MKCALENDAR LINK UNLINK SOURCE QUERY"
+).split()
+# RFC 9112 3: method SP request-target SP HTTP-version CRLF (raw non-ASCII targets left to llhttp)
+_REQUEST_LINE = rb"(%s) ([!-~\x80-\xff]+) HTTP/1\.([01])\r\n" % b"|".join(
+    re.escape(m.encode()) for m in _METHODS
+)
+# RFC 9112 4: HTTP-version SP 3DIGIT SP [ reason-phrase ] CRLF (a missing SP is widely sent)
+_STATUS_LINE = rb"HTTP/1\.([01]) ([0-9]{3})(?: ([\t -~\x80-\xff]*))?\r\n"
+# RFC 9112 7.1: chunk-size [ chunk-ext ] CRLF; 16 hex digits is the most a 64-bit size holds
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[\t ]*(?:;[\t -~\x80-\xff]*)?\r\n")
+_CRLFS = re.compile(rb"(?:\r\n)+")
+# the framing fields (llhttp has already refused malformed field lines)
+_FRAMING = re.compile(rb"\n(content-length|transfer-encoding):[\t ]*([^\r\n]*)", re.IGNORECASE)
+# httptools raises HttpParserUpgrade for requests only: after a 101 response llhttp's pause
+# surfaces as a plain HttpParserError with this reason
+_LLHTTP_UPGRADE_PAUSE = "Pause on CONNECT/Upgrade"
+
+# side states
+SYNC, HEAD, BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILERS, UNTIL_CLOSE, DONE = range(9)
+_IN_BODY = (BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILERS, UNTIL_CLOSE)
+
+
+class _Malformed(Exception):
+    """A head or trailer section broke a rule; `upto` ends the complete lines still usable."""
+
+    def __init__(self, reason: str, upto: int) -> None:
+        self.reason = reason
+        self.upto = upto
+
+
+class _Fields:
+    """httptools callback target: collects one head's header fields."""
+
+    __slots__ = ("headers", "complete")
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[str, str]] = []
+        self.complete = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # llhttp drops leading whitespace of a value but keeps trailing whitespace
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1").rstrip(" \t")))
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+class _Slot:
+    """A request whose head was seen, waiting for its response (and for its own end)."""
+
+    __slots__ = ("method", "ts", "request", "response")
+
+    def __init__(self, method: str, ts: int) -> None:
+        self.method = method
+        self.ts = ts
+        self.request: HttpRequest | None = None
+        self.response: HttpResponse | None = None  # set when it came before the request ended
+
+
+class _Side:
+    """One direction's stream position, buffer and message in progress."""
+
+    __slots__ = (
+        "name", "line_re", "search_re", "parser_cls", "state", "bol", "buf", "base", "moff",
+        "mts", "scan", "ls", "lines", "last_ts", "fields", "hp", "slot", "start", "headers",
+        "ts_start", "ts_head_end", "body", "remaining", "chunked", "interim",
+    )  # fmt: skip
+
+    def __init__(self, name: str, line: bytes, parser_cls: type) -> None:
+        self.name = name
+        self.line_re = re.compile(line)
+        self.search_re = re.compile(b"^" + line, re.MULTILINE)
+        self.parser_cls = parser_cls
+        self.state = SYNC
+        self.bol = True  # in SYNC: the next byte starts a line (capture start, after a gap)
+        self.buf = bytearray()  # unconsumed bytes kept between calls
+        self.base = 0  # stream offset (gaps included) of the work buffer's first byte
+        self.moff = [0]  # stream offsets where a feed with a new ts began ...
+        self.mts = [0]  # ... and that ts
+        self.scan = 0  # bytes at the unit start already searched (no quadratic re-scans)
+        self.ls = 0  # head/trailers: offset of the current line from the unit start
+        self.lines = 0  # head/trailers: complete lines so far
+        self.last_ts = 0
+        self.fields = _Fields()
+        self.hp = None  # an httptools parser, reused while it is between messages
+        self.slot: _Slot | None = None
+        self.start: tuple = ()
+        self.headers: list[tuple[str, str]] = []
+        self.ts_start = 0
+        self.ts_head_end: int | None = None
+        self.body = 0
+        self.remaining = 0
+        self.chunked = False
+        self.interim: list[int] = []
+
+
+class Http1Parser:
+    """One TCP connection's HTTP/1.x parser: feed each direction's bytes and gaps in order."""
+
+    def __init__(self, limits: Limits = Limits()) -> None:
+        self.limits = limits
+        self._client = _Side(CLIENT, _REQUEST_LINE, httptools.HttpRequestParser)
+        self._server = _Side(SERVER, _STATUS_LINE, httptools.HttpResponseParser)
+        self._sides = {CLIENT: self._client, SERVER: self._server}
+        self._pending: deque[_Slot] = deque()  # requests without a response yet, oldest first
+        self._out: list[HttpExchange | ParseFailure] = []
+        self._done = False
+        self._closed = False
+        self._max_line = limits.max_line
+        self._max_headers = limits.max_headers
+        self._steps = (
+            self._sync, self._head, self._body, self._chunk_size, self._chunk_data,
+            self._chunk_end, self._trailers, self._until_close, self._ignore,
+        )  # fmt: skip
+
+    @property
+    def done(self) -> bool:
+        """True once the connection left HTTP/1 (101 Switching Protocols, CONNECT 2xx)."""
+        return self._done
+
+    def buffered(self, side: str) -> int:
+        """Bytes held for `side` between calls (at most limits.max_buffer)."""
+        return len(self._side(side).buf)
+
+    # -- input ---------------------------------------------------------------------------
+
+    def feed(self, side: str, data: bytes, ts: int) -> list[HttpExchange | ParseFailure]:
+        """Bytes `side` sent, captured at `ts`; returns what they completed."""
+        s = self._side(side)
+        if self._done or self._closed or not data:
+            return []
+        out = self._out = []
+        s.last_ts = ts
+        if s.buf:
+            if s.mts[-1] != ts:
+                s.moff.append(s.base + len(s.buf))
+                s.mts.append(ts)
+            s.buf += data
+            w = s.buf
+        else:
+            s.moff = [s.base]
+            s.mts = [ts]
+            w = data if type(data) is bytes else bytes(data)
+        steps = self._steps
+        p, n = 0, len(w)
+        while p < n:
+            q = steps[s.state](s, w, p)
+            if q < 0:
+                break
+            p = q
+        self._keep(s, w, p)
+        return out
+
+    def gap(self, side: str, n: int, ts: int) -> list[HttpExchange | ParseFailure]:
+        """`n` bytes `side` sent that were not captured (the rest of a syscall's data)."""
+        s = self._side(side)
+        if n < 0:
+            raise ValueError("a gap cannot be negative")
+        if self._done or self._closed or n == 0:
+            return []
+        out = self._out = []
+        s.last_ts = ts
+        st = s.state
+        if st == UNTIL_CLOSE or (st in (BODY, CHUNK_DATA) and n <= s.remaining):
+            # RFC 9112 6.3 / 7.1: the body's (or chunk's) length is known, so hidden bytes only count
+            s.body += n
+            s.base += n
+            if st != UNTIL_CLOSE:
+                s.remaining -= n
+                if not s.remaining:
+                    if st == BODY:
+                        self._finish(s, False, ts, s.body)
+                    else:
+                        s.state = CHUNK_END
+            return out
+        # the gap hides framing or the start of the next message: lose sync on this side
+        if st == BODY:
+            s.body += s.remaining
+            self._finish(s, False, ts, s.body)
+        elif st == CHUNK_DATA:
+            s.body += s.remaining
+            self._finish(s, True, None, s.body)
+        elif st in _IN_BODY:
+            self._finish(s, True, None, s.body)
+        elif st == HEAD and s.buf:
+            self._cut_head(s, s.buf, 0, s.buf.rfind(b"\n") + 1)
+        s.base += len(s.buf) + n
+        s.buf = bytearray()
+        self._resync(s, True)
+        return out
+
+    def close(self, ts: int) -> list[HttpExchange | ParseFailure]:
+        """The connection ended: flush what is in progress and every unanswered request."""
+        if self._closed:
+            return []
+        out = self._out = []
+        self._closed = True
+        if not self._done:
+            for s in (self._client, self._server):
+                st = s.state
+                if st == UNTIL_CLOSE:  # RFC 9112 6.3: the body ends with the connection
+                    self._finish(s, False, s.last_ts if s.body else s.ts_head_end, s.body)
+                elif st in _IN_BODY:
+                    self._finish(s, True, None, s.body)
+                elif st == HEAD and s.buf:
+                    self._cut_head(s, s.buf, 0, s.buf.rfind(b"\n") + 1)
+            self._flush_pending()
+        for s in (self._client, self._server):
+            s.state = DONE
+            s.buf = bytearray()
+        return out
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _side(self, side: str) -> _Side:
+        try:
+            return self._sides[side]
+        except (KeyError, TypeError):
+            raise ValueError(f"side must be {CLIENT!r} or {SERVER!r}, not {side!r}") from None
+
+    def _keep(self, s: _Side, w: bytes | bytearray, p: int) -> None:
+        """Keep w[p:] for the next call; forget timestamps of bytes already consumed."""
+        if p >= len(w) or s.state == DONE:
+            if s.buf:
+                s.buf = bytearray()
+        elif w is s.buf:
+            if p:
+                del s.buf[:p]
+        else:
+            s.buf = bytearray(w[p:])
+        s.base += p
+        if len(s.buf) > self.limits.max_buffer:  # backstop: the other limits should prevent this
+            s.base += len(s.buf)
+            bol = s.buf.endswith(b"\n")
+            s.buf = bytearray()
+            self._fail(s, f"over {self.limits.max_buffer} buffered bytes", s.last_ts, 0, bol)
+        if len(s.moff) > 1:
+            i = bisect_right(s.moff, s.base) - 1
+            if i > 0:
+                del s.moff[:i], s.mts[:i]
+
+    def _ts(self, s: _Side, i: int) -> int:
+        """Capture time of byte i of the work buffer."""
+        a = s.base + i
+        if a >= s.moff[-1]:
+            return s.mts[-1]
+        return s.mts[bisect_right(s.moff, a) - 1]
+
+    def _fail(self, s: _Side, reason: str, ts: int, resume: int, bol: bool) -> int:
+        self._out.append(ParseFailure(side=s.name, reason=reason, ts=ts))
+        self._resync(s, bol)
+        return resume
+
+    def _resync(self, s: _Side, bol: bool) -> None:
+        if self._done:  # a truncated 101 may have ended HTTP/1 on the way here
+            return
+        s.state = SYNC
+        s.bol = bol
+        s.scan = s.ls = s.lines = 0
+
+    # -- states: each takes (side, work buffer, position) and returns the new position, or -1
+    # -- when it needs more bytes than the buffer holds
+
+    def _sync(self, s: _Side, w: bytes | bytearray, p: int) -> int:
+        """Skip to the next line that is a request line (client) or status line (server)."""
+        n = len(w)
+        max_line = self.limits.max_line
+        if s.scan:  # the partial line kept at p: wait for its end
+            if w.find(b"\n", p + s.scan) < 0:
+                if n - p >= max_line:
+                    s.scan, s.bol = 0, False
+                    return n
+                s.scan = n - p
+                return -1
+            s.scan = 0
+        if s.bol:
+            m = s.line_re.match(w, p)
+            if m is not None and m.end() - p <= max_line:
+                s.state = HEAD
+                return p
+            if w.find(b"\n", p) < 0:
+                if n - p >= max_line:
+                    s.bol = False
+                    return n
+                s.scan = n - p
+                return -1
+        m = s.search_re.search(w, p + 1)
+        while m is not None and m.end() - m.start() > max_line:
+            m = s.search_re.search(w, m.start() + 1)
+        if m is not None:
+            s.state, s.bol = HEAD, True
+            return m.start()
+        k = w.rfind(b"\n", p, n)
+        if k < 0 or n - k - 1 >= max_line:
+            s.bol = False
+            return n
+        s.bol, s.scan = True, n - k - 1  # keep the last, partial line: it may be a start line
+        return k + 1 if k + 1 < n else n
+
+    def _head(self, s: _Side, w: bytes | bytearray, p: int) -> int:
+        if not s.scan and w[p] == 13:  # RFC 9112 2.2: ignore empty lines before a start line
+            m = _CRLFS.match(w, p)
+            if m is not None:
+                return m.end()
+            if len(w) - p == 1:
+                return -1
+        m = s.line_re.match(w, p)
+        # fast path: a whole head shorter than one line needs only the start line and count checked
+        e = w.find(b"\r\n\r\n", p, p + self._max_line) if m is not None and not s.scan else -1
+        if e >= 0 and w.count(b"\n", p, e) - 1 <= self._max_headers:
+            end = e + 4
+        else:
+            try:
+                end = self._block(s, w, p, s.line_re, "head")
+            except _Malformed as e:
+                self._cut_head(s, w, p, e.upto)
+                return self._fail(s, e.reason, self._ts(s, p), p + 1, False)
+            if end < 0:
+                return -1
+            m = s.line_re.match(w, p)
+        head = w[p:end] if type(w) is bytes else bytes(w[p:end])
+        headers, err = self._parse_fields(s, head)
+        if len(s.moff) == 1:
+            ts_start = ts_head_end = s.mts[0]
+        else:
+            ts_start, ts_head_end = self._ts(s, p), self._ts(s, end - 1)
+        if s is self._client:
+            return self._request_head(s, m, head, headers, err, ts_start, ts_head_end, p, end)
+        return self._response_head(s, m, head, headers, err, ts_start, ts_head_end, p, end, n=len(w))
+
+    def _body(self, s: _Side, w: bytes | bytearray, p: int) -> int:
+        n = len(w)
+        if n - p < s.remaining:
+            s.remaining -= n - p
+            s.body += n - p
+            return n
+        p += s.remaining
+        s.body += s.remaining
+        s.remaining = 0
+        self._finish(s, False, self._ts(s, p - 1), s.body)
+        return p
+
+    def _chunk_size(self, s: _Side, w: bytes | bytearray, p: int) -> int:
+        max_line = self.limits.max_line
+        j = w.find(b"\n", p + s.scan)
+        if j < 0:
+            if len(w) - p >= max_line:
+                return self._chunk_fail(s, f"chunk size line over {max_line} bytes", w, p)
+            s.scan = len(w) - p
+            return -1
+        s.scan = 0
+        if j + 1 - p > max_line:
+            return self._chunk_fail(s, f"chunk size line over {max_line} bytes", w, p)
+        m = _CHUNK_SIZE.fullmatch(w, p, j + 1)
+        if m is None:
+            return self._chunk_fail(s, "invalid chunk size line", w, p)
+        size = int(m[1], 16)
+        if size:
+            s.remaining = size
+            s.state = CHUNK_DATA
+        else:  # RFC 9112 7.1: last-chunk, then the trailer section
+            s.state = TRAILERS
+        return j + 1
+
+    def _chunk_data(self, s: _Side, w: bytes | bytearray, p: int) -> int:
+        n = len(w)
+        if n - p < s.remaining:
+            s.remaining -= n - p
+            s.body += n - p
+            return n
+        p += s.remaining
+        s.body += s.remaining
+        s.remaining = 0
+        s.state = CHUNK_END
+        return p
+
+    def _chunk_end(self, s: _Side, w: bytes | bytearray, p: int) -> int:
+        if w.startswith(b"\r\n", p):  # RFC 9112 7.1: chunk-data CRLF
+            s.state = CHUNK_SIZE
+            return p + 2
+        if len(w) - p == 1 and w[p] == 13:
+            return -1
+        return self._chunk_fail(s, "chunk data not followed by CRLF", w, p)
+
+    def _trailers(self, s: _Side, w: bytes | bytearray, p: int) -> int:
+        if not s.scan:
+            if w.startswith(b"\r\n", p):  # no trailer fields: the chunked body ends here
+                self._finish(s, False, self._ts(s, p + 1), s.body)
+                return p + 2
+            if len(w) - p == 1 and w[p] == 13:
+                return -1
+        try:
+            end = self._block(s, w, p, None, "trailer section")
+        except _Malformed as e:
+            return self._chunk_fail(s, e.reason, w, p)
+        if end < 0:
+            return -1
+        self._finish(s, False, self._ts(s, end - 1), s.body)
+        return end
+
+    def _until_close(self, s: _Side, w: bytes | bytearray, p: int) -> int:
+        s.body += len(w) - p
+        return len(w)
+
+    def _ignore(self, s: _Side, w: bytes | bytearray, p: int) -> int:
+        return len(w)
+
+    # -- heads -----------------------------------------------------------------------------
+
+    def _block(self, s: _Side, w: bytes | bytearray, p: int, start_re: re.Pattern | None, what: str) -> int:
+        """End of the field block (head, or trailers if start_re is None) at p; -1 if incomplete.
+
+        Checks the limits line by line in stream order, so a failure and its reason do not
+        depend on how the bytes were split across calls."""
+        lim = self.limits
+        hi = min(len(w), p + lim.max_head)
+        e = w.find(b"\r\n\r\n", p + s.scan - 3 if s.scan > 3 else p, hi)
+        end = e + 4 if e >= 0 else -1
+        first = start_re is not None
+        ls = p + s.ls
+        stop = end if end > 0 else hi
+        while (j := w.find(b"\n", ls, stop)) >= 0:
+            if j + 1 - ls > lim.max_line:
+                raise _Malformed(f"line over {lim.max_line} bytes", ls)
+            if first and not s.lines:
+                m = start_re.match(w, p)
+                if m is None or m.end() != j + 1:
+                    raise _Malformed("invalid request line" if s.name == CLIENT else "invalid status line", -1)
+            elif j + 1 != end and s.lines - first >= lim.max_headers:
+                raise _Malformed(f"more than {lim.max_headers} header fields", ls)
+            s.lines += 1
+            ls = j + 1
+        if end > 0:
+            s.scan = s.ls = s.lines = 0
+            return end
+        if hi - ls >= lim.max_line:
+            raise _Malformed(f"line over {lim.max_line} bytes", ls)
+        if hi - p >= lim.max_head:
+            raise _Malformed(f"{what} over {lim.max_head} bytes", ls)
+        s.scan, s.ls = hi - p, ls - p
+        return -1
+
+    def _parse_fields(self, s: _Side, head: bytes) -> tuple[list[tuple[str, str]], str | None]:
+        """Header fields of a head (by llhttp), and llhttp's complaint if it is malformed."""
+        f = s.fields
+        f.headers = headers = []
+        f.complete = False
+        hp = s.hp
+        if hp is None:
+            hp = s.hp = s.parser_cls(f)
+        err = None
+        try:
+            hp.feed_data(head)
+        except httptools.HttpParserUpgrade:  # llhttp pauses at CONNECT / Upgrade; framing is ours
+            s.hp = None
+        except Exception as e:  # noqa: BLE001 - any llhttp error means a malformed head
+            s.hp = None
+            if e.args != (_LLHTTP_UPGRADE_PAUSE,):
+                err = f"invalid head: {e}"
+        else:
+            # a parser left inside a body (or closing the connection) cannot read the next head
+            if not f.complete or not hp.should_keep_alive():
+                s.hp = None
+        return headers, err
+
+    def _cut_head(self, s: _Side, w: bytes | bytearray, p: int, upto: int) -> None:
+        """Emit the message whose head at p was cut off: its complete lines before upto."""
+        m = s.line_re.match(w, p)
+        if m is None or m.end() > upto:
+            return  # the start line itself was not seen whole: nothing to report
+        headers, _ = self._parse_fields(s, bytes(w[p:upto]) + b"\r\n")
+        ts_start = self._ts(s, p)
+        if s is self._client:
+            slot = self._new_slot(m[1].decode(), ts_start)
+            if slot is None:
+                return
+        else:
+            status = int(m[2])
+            if 100 <= status < 200 and status != 101:
+                s.interim.append(status)
+                return
+            slot = self._take_slot(ts_start)
+        self._start(s, slot, m, headers, ts_start, None)
+        self._finish(s, True, None, None)
+        if s is self._server and self._upgrades(slot, status):
+            self._upgrade()
+
+    def _request_head(self, s, m, head, headers, err, ts_start, ts_head_end, p, end) -> int:
+        slot = self._new_slot(m[1].decode(), ts_start)
+        if slot is None:
+            reason = f"over {self.limits.max_pending} pending requests"
+            return self._fail(s, reason, ts_start, p + 1, False)
+        self._start(s, slot, m, headers, ts_start, ts_head_end)
+        length, chunked = 0, False
+        if err is None:
+            cl, te = _framing_fields(head)
+            # RFC 9112 6.3: chunked if it is the final transfer coding, else Content-Length, else none
+            if te is not None:
+                chunked = _final_coding_is_chunked(te)
+                if not chunked:
+                    err = "request Transfer-Encoding does not end in chunked"
+            elif cl is not None:
+                length = _content_length(cl)
+                if length is None:
+                    err = f"invalid Content-Length {cl[:32]!r}"
+        if err is not None:
+            self._finish(s, True, None, None)
+            return self._fail(s, err, ts_start, p + 1, False)
+        return self._start_body(s, length, chunked, False, end)
+
+    def _response_head(self, s, m, head, headers, err, ts_start, ts_head_end, p, end, n) -> int:
+        status = int(m[2])
+        if err is None and 100 <= status < 200 and status != 101:
+            s.interim.append(status)  # RFC 9110 15.2: interim; the final response follows
+            return end
+        slot = self._take_slot(ts_start)
+        self._start(s, slot, m, headers, ts_start, ts_head_end)
+        if err is not None:
+            self._finish(s, True, None, None)
+            return self._fail(s, err, ts_start, p + 1, False)
+        if self._upgrades(slot, status):
+            # RFC 9112 6.3: after 101, or a 2xx to CONNECT, the connection is no longer HTTP/1
+            self._finish(s, False, ts_head_end, 0)
+            self._upgrade()
+            return n
+        if (slot is not None and slot.method == "HEAD") or status in (204, 304) or status < 200:
+            return self._start_body(s, 0, False, False, end)  # RFC 9112 6.3: never a body
+        cl, te = _framing_fields(head)
+        if te is not None:  # RFC 9112 6.3: chunked last, else the body runs until close
+            chunked = _final_coding_is_chunked(te)
+            return self._start_body(s, 0, chunked, not chunked, end)
+        if cl is not None:
+            length = _content_length(cl)
+            if length is None:
+                self._finish(s, True, None, None)
+                return self._fail(s, f"invalid Content-Length {cl[:32]!r}", ts_start, p + 1, False)
+            return self._start_body(s, length, False, False, end)
+        return self._start_body(s, 0, False, True, end)  # RFC 9112 6.3: read until close
+
+    # -- messages and pairing ----------------------------------------------------------------
+
+    def _start(self, s: _Side, slot, m: re.Match, headers, ts_start: int, ts_head_end) -> None:
+        s.slot = slot
+        s.start = m.groups()
+        s.headers = headers
+        s.ts_start = ts_start
+        s.ts_head_end = ts_head_end
+        s.body = s.remaining = 0
+        s.chunked = False
+
+    def _start_body(self, s: _Side, length: int, chunked: bool, until_close: bool, end: int) -> int:
+        s.chunked = chunked
+        if chunked:
+            s.state = CHUNK_SIZE
+        elif until_close:
+            s.state = UNTIL_CLOSE
+        elif length:
+            s.remaining = length
+            s.state = BODY
+        else:
+            self._finish(s, False, s.ts_head_end, 0)
+        return end
+
+    def _finish(self, s: _Side, truncated: bool, ts_end: int | None, body_size: int | None) -> None:
+        """The message in progress on s ended (or was given up): record it and pair it."""
+        a, b, c = s.start
+        slot = s.slot
+        if s is self._client:
+            req = HttpRequest(
+                method=a.decode(), target=b.decode("latin-1"), version="1.1" if c == b"1" else "1.0",
+                headers=s.headers, body_size=body_size, chunked=s.chunked, truncated=truncated,
+                ts_start=s.ts_start, ts_head_end=s.ts_head_end, ts_end=ts_end,
+            )  # fmt: skip
+            slot.request = req
+            if slot.response is not None:
+                self._out.append(HttpExchange(request=req, response=slot.response))
+        else:
+            resp = HttpResponse(
+                status=int(b), reason=(c or b"").decode("latin-1"), version="1.1" if a == b"1" else "1.0",
+                headers=s.headers, body_size=body_size, chunked=s.chunked, truncated=truncated,
+                interim=s.interim, ts_start=s.ts_start, ts_head_end=s.ts_head_end, ts_end=ts_end,
+            )  # fmt: skip
+            s.interim = []
+            if slot is None or slot.request is not None:
+                self._out.append(HttpExchange(request=slot and slot.request, response=resp))
+            else:
+                slot.response = resp  # emitted when its request ends
+        s.slot = None
+        s.state = HEAD
+
+    def _new_slot(self, method: str, ts: int) -> _Slot | None:
+        if len(self._pending) >= self.limits.max_pending:
+            return None
+        slot = _Slot(method, ts)
+        self._pending.append(slot)
+        return slot
+
+    def _take_slot(self, ts: int) -> _Slot | None:
+        """The oldest unanswered request, unless it started after this response did."""
+        q = self._pending
+        if q and q[0].ts <= ts:
+            return q.popleft()
+        return None
+
+    def _upgrades(self, slot: _Slot | None, status: int) -> bool:
+        return status == 101 or (slot is not None and slot.method == "CONNECT" and 200 <= status < 300)
+
+    def _upgrade(self) -> None:
+        """Stop parsing: give up the request in progress, flush the rest."""
+        c = self._client
+        if c.state in _IN_BODY:
+            self._finish(c, True, None, c.body)
+        self._done = True
+        for s in (self._client, self._server):
+            s.state = DONE
+            s.buf = bytearray()
+        self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        while self._pending:
+            self._out.append(HttpExchange(request=self._pending.popleft().request, response=None))
+
+    def _chunk_fail(self, s: _Side, reason: str, w: bytes | bytearray, p: int) -> int:
+        self._finish(s, True, None, s.body)
+        return self._fail(s, reason, self._ts(s, p), p, True)
+
+
+def _framing_fields(head: bytes) -> tuple[str | None, str | None]:
+    """Content-Length and (combined) Transfer-Encoding values of a head llhttp accepted."""
+    cl = te = None
+    for name, value in _FRAMING.findall(head):
+        value = value.rstrip(b" \t").decode("latin-1")
+        if len(name) == 14:
+            cl = value
+        else:
+            te = value if te is None else f"{te},{value}"
+    return cl, te
+
+
+def _final_coding_is_chunked(te: str) -> bool:
+    return te.rpartition(",")[2].strip(" \t").lower() == "chunked"
+
+
+def _content_length(value: str) -> int | None:
+    # RFC 9110 8.6: 1*DIGIT (llhttp has already refused lists and duplicates)
+    return int(value) if value.isascii() and value.isdigit() else None

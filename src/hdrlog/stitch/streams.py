@@ -1,0 +1,159 @@
+"""Per-connection byte streams from socket events, handed to a protocol parser per connection.
+
+A connection is one process's socket: (tgid, keyed struct sock). connect and accept start
+one and say its role; close ends it; bytes the kernel did not copy become gaps. A
+connection whose start was not seen gets its role from its first message start (a process
+that writes a request line is the client). Memory is bounded: at most MAX_CONNECTIONS are
+tracked, the least recently active is flushed first, idle ones are flushed after IDLE_NS.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from hdrlog.decode import CONN_ACCEPT, CONN_CONNECT, SockConnEvent, SockDataEvent, SockId
+
+__all__ = ["Connection", "StreamTable", "StreamStats", "CLIENT", "SERVER", "MAX_CONNECTIONS", "IDLE_NS"]
+
+CLIENT, SERVER = "client", "server"
+MAX_CONNECTIONS = 16384  # concurrent connections of a busy host; each holds a parser and a few KiB at most
+IDLE_NS = 300 * 1_000_000_000  # a keep-alive connection silent for 5 minutes is flushed
+_EGRESS = 1
+
+# A message start at the beginning of a syscall's bytes (RFC 9112 3 and 4).
+_REQUEST = re.compile(rb"(?:GET|POST|PUT|HEAD|DELETE|OPTIONS|PATCH|CONNECT|TRACE) \S+ HTTP/1\.[01]\r?\n")
+_RESPONSE = re.compile(rb"HTTP/1\.[01] \d{3}")
+
+
+class Parser(Protocol):
+    def feed(self, side: str, data: bytes, ts: int) -> list: ...
+    def gap(self, side: str, n: int, ts: int) -> list: ...
+    def close(self, ts: int) -> list: ...
+
+
+@dataclass
+class Connection:
+    tgid: int
+    sock: int
+    id: SockId  # the latest event's identity: tuple, process, cgroup
+    role: str
+    parser: Parser
+    started: bool  # connect or accept was seen
+    last_ts: int
+
+    @property
+    def client_ip(self) -> bytes:
+        return self.id.local_ip if self.role == CLIENT else self.id.remote_ip
+
+    @property
+    def server_ip(self) -> bytes:
+        return self.id.remote_ip if self.role == CLIENT else self.id.local_ip
+
+    @property
+    def client_port(self) -> int:
+        return self.id.lport if self.role == CLIENT else self.id.rport
+
+    @property
+    def server_port(self) -> int:
+        return self.id.rport if self.role == CLIENT else self.id.lport
+
+
+@dataclass
+class StreamStats:
+    connections: int = 0
+    unplaced_bytes: int = 0  # bytes of connections whose role could not be told yet (skipped)
+    evicted: int = 0  # connections flushed to stay under MAX_CONNECTIONS
+    idle_flushed: int = 0
+    items: int = 0
+
+
+def _infer_role(direction: int, data: bytes) -> str | None:
+    if _REQUEST.match(data):
+        return CLIENT if direction == _EGRESS else SERVER
+    if _RESPONSE.match(data):
+        return SERVER if direction == _EGRESS else CLIENT
+    return None
+
+
+class StreamTable:
+    """feed(event) -> [(connection, parser output), ...]."""
+
+    def __init__(self, new_parser: Callable[[], Parser], max_connections: int = MAX_CONNECTIONS):
+        self._new_parser = new_parser
+        self._max = max_connections
+        self._conns: OrderedDict[tuple[int, int], Connection] = OrderedDict()
+        self.stats = StreamStats()
+
+    def __len__(self) -> int:
+        return len(self._conns)
+
+    def feed(self, ev: SockDataEvent | SockConnEvent) -> list[tuple[Connection, object]]:
+        key = (ev.id.tgid, ev.id.sock)
+        if isinstance(ev, SockConnEvent):
+            return self._conn_event(key, ev)
+        out: list[tuple[Connection, object]] = []
+        conn = self._conns.get(key)
+        if conn is None:
+            role = _infer_role(ev.direction, ev.data)
+            if role is None:
+                self.stats.unplaced_bytes += ev.len
+                return []
+            conn = self._open(key, ev.id, role, False, out)
+        self._conns.move_to_end(key)
+        conn.id = ev.id
+        conn.last_ts = ev.id.ts_ns
+        # requests travel client -> server: what a client writes, what a server reads
+        side = CLIENT if (ev.direction == _EGRESS) == (conn.role == CLIENT) else SERVER
+        ts = ev.id.ts_ns
+        items = []
+        if ev.data:
+            items += conn.parser.feed(side, ev.data, ts)
+        missing = ev.len - len(ev.data)
+        if missing > 0:
+            items += conn.parser.gap(side, missing, ts)
+        return out + self._tag(conn, items)
+
+    def _conn_event(self, key, ev: SockConnEvent) -> list[tuple[Connection, object]]:
+        out: list[tuple[Connection, object]] = []
+        old = self._conns.pop(key, None)
+        if old is not None:
+            out += self._tag(old, old.parser.close(ev.id.ts_ns))
+        if ev.kind in (CONN_CONNECT, CONN_ACCEPT):
+            self._open(key, ev.id, CLIENT if ev.kind == CONN_CONNECT else SERVER, True, out)
+        return out
+
+    def _open(self, key, sid: SockId, role: str, started: bool, out: list) -> Connection:
+        if len(self._conns) >= self._max:
+            _, victim = self._conns.popitem(last=False)
+            self.stats.evicted += 1
+            out += self._tag(victim, victim.parser.close(victim.last_ts))
+        conn = Connection(sid.tgid, sid.sock, sid, role, self._new_parser(), started, sid.ts_ns)
+        self._conns[key] = conn
+        self.stats.connections += 1
+        return conn
+
+    def flush_idle(self, now_ns: int, idle_ns: int = IDLE_NS) -> list[tuple[Connection, object]]:
+        """Close connections silent for idle_ns (their process may have died without close)."""
+        out: list[tuple[Connection, object]] = []
+        while self._conns:
+            key, conn = next(iter(self._conns.items()))
+            if now_ns - conn.last_ts < idle_ns:
+                break
+            del self._conns[key]
+            self.stats.idle_flushed += 1
+            out += self._tag(conn, conn.parser.close(conn.last_ts))
+        return out
+
+    def close_all(self) -> list[tuple[Connection, object]]:
+        out: list[tuple[Connection, object]] = []
+        while self._conns:
+            _, conn = self._conns.popitem(last=False)
+            out += self._tag(conn, conn.parser.close(conn.last_ts))
+        return out
+
+    def _tag(self, conn: Connection, items: list) -> list[tuple[Connection, object]]:
+        self.stats.items += len(items)
+        return [(conn, item) for item in items]
