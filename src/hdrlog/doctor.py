@@ -57,12 +57,15 @@ def _libbpf() -> Check:
 
 
 def _build() -> Check:
-    from hdrlog.capture.packets import ObjectMissingError, PacketCapture, object_path
+    from hdrlog.capture.base import ObjectMissingError, object_path
+    from hdrlog.capture.packets import PacketCapture
+    from hdrlog.capture.sockets import SocketCapture
 
     try:
-        return Check("BPF objects", True, object_path(PacketCapture.OBJECT))
+        paths = [object_path(c.OBJECT) for c in (PacketCapture, SocketCapture)]
     except ObjectMissingError as e:
         return Check("BPF objects", False, str(e), "make -C bpf")
+    return Check("BPF objects", True, ", ".join(paths))
 
 
 def _prog_types() -> list[Check]:
@@ -78,6 +81,28 @@ def _prog_types() -> list[Check]:
         out.append(Check(f"map type {name}", ret == 1, "supported" if ret == 1 else f"probe said {ret}",
                          "needs a newer kernel or root"))
     return out
+
+
+def _load_sockets() -> list[Check]:
+    from hdrlog.bpf import BpfError
+    from hdrlog.bpf.links import ensure_tracefs
+    from hdrlog.capture.sockets import SYSCALLS, SocketCapture
+
+    try:
+        ensure_tracefs()
+    except BpfError as e:
+        return [Check("syscall tracepoints", False, str(e), "mount -t tracefs nodev /sys/kernel/tracing")]
+    events = next(d for d in ("/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events") if os.path.isdir(d))
+    missing = [n for n in SYSCALLS + ("close",) if not os.path.isdir(f"{events}/syscalls/sys_enter_{n}")]
+    out = [Check("syscall tracepoints", not missing,
+                 "all present" if not missing else f"missing: {', '.join(missing)}",
+                 "use a kernel with CONFIG_FTRACE_SYSCALLS=y (HTTP logging needs it)")]
+    try:
+        cap = SocketCapture.load(ring_size=1 << 16)
+    except (BpfError, OSError) as e:
+        return out + [Check("socket program", False, f"does not load: {e}", "see `hdrlog -vv doctor` for the log")]
+    cap.close()
+    return out + [Check("socket program", True, "loads and passes the verifier")]
 
 
 def _load() -> list[Check]:
@@ -103,7 +128,7 @@ def _optional() -> list[Check]:
     uprobe = os.path.exists("/sys/bus/event_source/devices/uprobe/type")
     kprobe = os.path.exists("/sys/bus/event_source/devices/kprobe/type")
     return [
-        Check("tracefs", tracefs, "mounted" if tracefs else "not mounted (needed by tracepoint programs)",
+        Check("tracefs", tracefs, "mounted" if tracefs else "not mounted (hdrlog mounts it for its tracepoints)",
               "mount -t tracefs nodev /sys/kernel/tracing", required=False),
         Check("uprobes", uprobe, "available" if uprobe else "not available (needed for TLS plaintext)",
               "use a kernel with CONFIG_UPROBE_EVENTS=y", required=False),
@@ -121,6 +146,7 @@ def checks() -> list[Check]:
         out += _prog_types()
         if out[3].ok:
             out += _load()
+            out += _load_sockets()
     out += _optional()
     return out
 

@@ -19,6 +19,7 @@ from hdrlog.capture.packets import PacketCapture
 from hdrlog.capture.sockets import SocketCapture
 from hdrlog.http_records import HttpRecorder
 from hdrlog.packets import PacketRecorder
+from hdrlog.protocols.http1 import ParseFailure
 from hdrlog.records import Record
 from hdrlog.stitch.streams import StreamTable
 
@@ -71,7 +72,7 @@ class HttpPipeline:
     def _records(self, items) -> list[Record]:
         out = []
         for conn, item in items:
-            if getattr(item, "reason", None) is not None and not hasattr(item, "request"):
+            if isinstance(item, ParseFailure):
                 self.parse_failures += 1
                 log.debug("HTTP parse failure on pid %d: %s", conn.tgid, item.reason)
                 continue

@@ -429,7 +429,7 @@ class Http1Parser:
         m = s.line_re.match(w, p)
         # fast path: a whole head shorter than one line needs only the start line and count checked
         e = w.find(b"\r\n\r\n", p, p + self._max_line) if m is not None and not s.scan else -1
-        if e >= 0 and w.count(b"\n", p, e) - 1 <= self._max_headers:
+        if e >= 0 and w.count(b"\n", p, e) <= self._max_headers:
             end = e + 4
         else:
             try:
