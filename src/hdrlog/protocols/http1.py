@@ -14,17 +14,17 @@ raises on input bytes and holds at most `Limits.max_buffer` bytes per direction.
   after a gap counts as a line start: it is a syscall boundary, where messages usually begin.
 - `truncated` means the record is incomplete: its head was cut or invalid, or the end of its
   body was not seen. Bytes a gap hid inside a body of known length do not make it truncated.
-- Responses pair with requests first in, first out; a response that began before the oldest
-  unanswered request did (a capture started mid-connection) pairs with `request=None`.
+- Responses pair with requests first in, first out; a response that arrives with no request
+  waiting (a capture started mid-connection) pairs with `request=None`.
 - A ParseFailure is reported for invalid bytes and exceeded limits, not for gaps or for
   skipping to the first message of a capture: those are normal, and `truncated` records them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from bisect import bisect_right
-from collections import deque
 from dataclasses import dataclass
 
 import httptools
@@ -56,11 +56,13 @@ class Limits:
     max_line: int = 16384
     # pipelining clients keep a few requests in flight; 64 unanswered means responses were lost
     max_pending: int = 64
+    # a final response follows one or two 1xx (100, 103); dozens in a row are not HTTP we log
+    max_interim: int = 32
     # what a side may hold between calls (a head being assembled); the limits above keep under it
     max_buffer: int = 131072
 
     def __post_init__(self) -> None:
-        if min(self.max_head, self.max_headers, self.max_line, self.max_pending) < 1:
+        if min(dataclasses.astuple(self)) < 1:
             raise ValueError("limits must be positive")
         if not self.max_line <= self.max_head <= self.max_buffer:
             raise ValueError("limits must satisfy max_line <= max_head <= max_buffer")
@@ -137,7 +139,13 @@ _FRAMING = re.compile(rb"\n(content-length|transfer-encoding):[\t ]*([^\r\n]*)",
 # surfaces as a plain HttpParserError with this reason
 _LLHTTP_UPGRADE_PAUSE = "Pause on CONNECT/Upgrade"
 
-# side states
+_START_LINES = {line: re.compile(line) for line in (_REQUEST_LINE, _STATUS_LINE)}
+_START_SEARCH = {
+    line: re.compile(b"^" + line, re.MULTILINE) for line in (_REQUEST_LINE, _STATUS_LINE)
+}
+
+# Side states. Body framing and resync are by hand: no HTTP library reads on from a gap or
+# finds the next message in the middle of a stream.
 SYNC, HEAD, BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILERS, UNTIL_CLOSE, DONE = range(9)
 _IN_BODY = (BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILERS, UNTIL_CLOSE)
 
@@ -156,7 +164,7 @@ class _Fields:
     __slots__ = ("headers", "complete")
 
     def __init__(self) -> None:
-        self.headers: list[tuple[str, str]] = []
+        self.headers: list[tuple[str, str]] | None = None
         self.complete = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -170,11 +178,10 @@ class _Fields:
 class _Slot:
     """A request whose head was seen, waiting for its response (and for its own end)."""
 
-    __slots__ = ("method", "ts", "request", "response")
+    __slots__ = ("method", "request", "response")
 
-    def __init__(self, method: str, ts: int) -> None:
+    def __init__(self, method: str) -> None:
         self.method = method
-        self.ts = ts
         self.request: HttpRequest | None = None
         self.response: HttpResponse | None = None  # set when it came before the request ended
 
@@ -190,8 +197,8 @@ class _Side:
 
     def __init__(self, name: str, line: bytes, parser_cls: type) -> None:
         self.name = name
-        self.line_re = re.compile(line)
-        self.search_re = re.compile(b"^" + line, re.MULTILINE)
+        self.line_re = _START_LINES[line]  # a start line at a given position ...
+        self.search_re = _START_SEARCH[line]  # ... or the next one at the start of a line
         self.parser_cls = parser_cls
         self.state = SYNC
         self.bol = True  # in SYNC: the next byte starts a line (capture start, after a gap)
@@ -206,8 +213,8 @@ class _Side:
         self.fields = _Fields()
         self.hp = None  # an httptools parser, reused while it is between messages
         self.slot: _Slot | None = None
-        self.start: tuple = ()
-        self.headers: list[tuple[str, str]] = []
+        self.start: tuple | None = None  # start-line fields of the message in progress
+        self.headers: list[tuple[str, str]] | None = None
         self.ts_start = 0
         self.ts_head_end: int | None = None
         self.body = 0
@@ -224,16 +231,12 @@ class Http1Parser:
         self._client = _Side(CLIENT, _REQUEST_LINE, httptools.HttpRequestParser)
         self._server = _Side(SERVER, _STATUS_LINE, httptools.HttpResponseParser)
         self._sides = {CLIENT: self._client, SERVER: self._server}
-        self._pending: deque[_Slot] = deque()  # requests without a response yet, oldest first
-        self._out: list[HttpExchange | ParseFailure] = []
+        self._pending: list[_Slot] = []  # requests without a response yet, oldest first (short)
+        self._out: list[HttpExchange | ParseFailure] | None = None  # this call's results
         self._done = False
         self._closed = False
         self._max_line = limits.max_line
         self._max_headers = limits.max_headers
-        self._steps = (
-            self._sync, self._head, self._body, self._chunk_size, self._chunk_data,
-            self._chunk_end, self._trailers, self._until_close, self._ignore,
-        )  # fmt: skip
 
     @property
     def done(self) -> bool:
@@ -260,17 +263,18 @@ class Http1Parser:
             s.buf += data
             w = s.buf
         else:
-            s.moff = [s.base]
+            s.moff = [s.base]  # one feed: all of w has this ts
             s.mts = [ts]
             w = data if type(data) is bytes else bytes(data)
-        steps = self._steps
+        steps = self._STEPS
         p, n = 0, len(w)
         while p < n:
-            q = steps[s.state](s, w, p)
+            q = steps[s.state](self, s, w, p)
             if q < 0:
                 break
             p = q
         self._keep(s, w, p)
+        self._out = None
         return out
 
     def gap(self, side: str, n: int, ts: int) -> list[HttpExchange | ParseFailure]:
@@ -284,7 +288,7 @@ class Http1Parser:
         s.last_ts = ts
         st = s.state
         if st == UNTIL_CLOSE or (st in (BODY, CHUNK_DATA) and n <= s.remaining):
-            # RFC 9112 6.3 / 7.1: the body's (or chunk's) length is known, so hidden bytes only count
+            # RFC 9112 6.3 / 7.1: the body's (or chunk's) length is known: hidden bytes just count
             s.body += n
             s.base += n
             if st != UNTIL_CLOSE:
@@ -294,6 +298,7 @@ class Http1Parser:
                         self._finish(s, False, ts, s.body)
                     else:
                         s.state = CHUNK_END
+            self._out = None
             return out
         # the gap hides framing or the start of the next message: lose sync on this side
         if st == BODY:
@@ -309,10 +314,13 @@ class Http1Parser:
         s.base += len(s.buf) + n
         s.buf = bytearray()
         self._resync(s, True)
+        self._out = None
         return out
 
     def close(self, ts: int) -> list[HttpExchange | ParseFailure]:
-        """The connection ended: flush what is in progress and every unanswered request."""
+        """The connection ended at `ts`: flush what is in progress and every unanswered request.
+
+        A body that runs until close ends here; its ts_end is its last byte's time, not `ts`."""
         if self._closed:
             return []
         out = self._out = []
@@ -330,6 +338,8 @@ class Http1Parser:
         for s in (self._client, self._server):
             s.state = DONE
             s.buf = bytearray()
+            s.hp = None
+        self._out = None
         return out
 
     # -- plumbing --------------------------------------------------------------------------
@@ -426,9 +436,10 @@ class Http1Parser:
                 return m.end()
             if len(w) - p == 1:
                 return -1
-        m = s.line_re.match(w, p)
-        # fast path: a whole head shorter than one line needs only the start line and count checked
-        e = w.find(b"\r\n\r\n", p, p + self._max_line) if m is not None and not s.scan else -1
+        # fast path, on the first look only (no re-scans): a whole head shorter than one line needs
+        # only its start line and its field count checked
+        m = None if s.scan else s.line_re.match(w, p)
+        e = -1 if m is None else w.find(b"\r\n\r\n", p, p + self._max_line)
         if e >= 0 and w.count(b"\n", p, e) <= self._max_headers:
             end = e + 4
         else:
@@ -448,7 +459,9 @@ class Http1Parser:
             ts_start, ts_head_end = self._ts(s, p), self._ts(s, end - 1)
         if s is self._client:
             return self._request_head(s, m, head, headers, err, ts_start, ts_head_end, p, end)
-        return self._response_head(s, m, head, headers, err, ts_start, ts_head_end, p, end, n=len(w))
+        return self._response_head(
+            s, m, head, headers, err, ts_start, ts_head_end, p, end, n=len(w)
+        )
 
     def _body(self, s: _Side, w: bytes | bytearray, p: int) -> int:
         n = len(w)
@@ -467,15 +480,15 @@ class Http1Parser:
         j = w.find(b"\n", p + s.scan)
         if j < 0:
             if len(w) - p >= max_line:
-                return self._chunk_fail(s, f"chunk size line over {max_line} bytes", w, p)
+                return self._chunk_fail(s, f"chunk size line over {max_line} bytes", p)
             s.scan = len(w) - p
             return -1
         s.scan = 0
         if j + 1 - p > max_line:
-            return self._chunk_fail(s, f"chunk size line over {max_line} bytes", w, p)
+            return self._chunk_fail(s, f"chunk size line over {max_line} bytes", p)
         m = _CHUNK_SIZE.fullmatch(w, p, j + 1)
         if m is None:
-            return self._chunk_fail(s, "invalid chunk size line", w, p)
+            return self._chunk_fail(s, "invalid chunk size line", p)
         size = int(m[1], 16)
         if size:
             s.remaining = size
@@ -502,7 +515,7 @@ class Http1Parser:
             return p + 2
         if len(w) - p == 1 and w[p] == 13:
             return -1
-        return self._chunk_fail(s, "chunk data not followed by CRLF", w, p)
+        return self._chunk_fail(s, "chunk data not followed by CRLF", p)
 
     def _trailers(self, s: _Side, w: bytes | bytearray, p: int) -> int:
         if not s.scan:
@@ -514,7 +527,7 @@ class Http1Parser:
         try:
             end = self._block(s, w, p, None, "trailer section")
         except _Malformed as e:
-            return self._chunk_fail(s, e.reason, w, p)
+            return self._chunk_fail(s, e.reason, p)
         if end < 0:
             return -1
         self._finish(s, False, self._ts(s, end - 1), s.body)
@@ -529,7 +542,9 @@ class Http1Parser:
 
     # -- heads -----------------------------------------------------------------------------
 
-    def _block(self, s: _Side, w: bytes | bytearray, p: int, start_re: re.Pattern | None, what: str) -> int:
+    def _block(
+        self, s: _Side, w: bytes | bytearray, p: int, start_re: re.Pattern | None, what: str
+    ) -> int:
         """End of the field block (head, or trailers if start_re is None) at p; -1 if incomplete.
 
         Checks the limits line by line in stream order, so a failure and its reason do not
@@ -547,7 +562,8 @@ class Http1Parser:
             if first and not s.lines:
                 m = start_re.match(w, p)
                 if m is None or m.end() != j + 1:
-                    raise _Malformed("invalid request line" if s.name == CLIENT else "invalid status line", -1)
+                    kind = "request" if s.name == CLIENT else "status"
+                    raise _Malformed(f"invalid {kind} line", -1)
             elif j + 1 != end and s.lines - first >= lim.max_headers:
                 raise _Malformed(f"more than {lim.max_headers} header fields", ls)
             s.lines += 1
@@ -583,6 +599,7 @@ class Http1Parser:
             # a parser left inside a body (or closing the connection) cannot read the next head
             if not f.complete or not hp.should_keep_alive():
                 s.hp = None
+        f.headers = None
         return headers, err
 
     def _cut_head(self, s: _Side, w: bytes | bytearray, p: int, upto: int) -> None:
@@ -593,22 +610,34 @@ class Http1Parser:
         headers, _ = self._parse_fields(s, bytes(w[p:upto]) + b"\r\n")
         ts_start = self._ts(s, p)
         if s is self._client:
-            slot = self._new_slot(m[1].decode(), ts_start)
+            slot = self._new_slot(m[1].decode())
             if slot is None:
                 return
         else:
             status = int(m[2])
             if 100 <= status < 200 and status != 101:
-                s.interim.append(status)
+                if len(s.interim) < self.limits.max_interim:
+                    s.interim.append(status)
                 return
-            slot = self._take_slot(ts_start)
+            slot = self._take_slot()
         self._start(s, slot, m, headers, ts_start, None)
         self._finish(s, True, None, None)
         if s is self._server and self._upgrades(slot, status):
             self._upgrade()
 
-    def _request_head(self, s, m, head, headers, err, ts_start, ts_head_end, p, end) -> int:
-        slot = self._new_slot(m[1].decode(), ts_start)
+    def _request_head(
+        self,
+        s: _Side,
+        m: re.Match,
+        head: bytes,
+        headers: list[tuple[str, str]],
+        err: str | None,
+        ts_start: int,
+        ts_head_end: int,
+        p: int,
+        end: int,
+    ) -> int:
+        slot = self._new_slot(m[1].decode())
         if slot is None:
             reason = f"over {self.limits.max_pending} pending requests"
             return self._fail(s, reason, ts_start, p + 1, False)
@@ -616,7 +645,7 @@ class Http1Parser:
         length, chunked = 0, False
         if err is None:
             cl, te = _framing_fields(head)
-            # RFC 9112 6.3: chunked if it is the final transfer coding, else Content-Length, else none
+            # RFC 9112 6.3: chunked if it is the final coding, else Content-Length, else no body
             if te is not None:
                 chunked = _final_coding_is_chunked(te)
                 if not chunked:
@@ -630,12 +659,28 @@ class Http1Parser:
             return self._fail(s, err, ts_start, p + 1, False)
         return self._start_body(s, length, chunked, False, end)
 
-    def _response_head(self, s, m, head, headers, err, ts_start, ts_head_end, p, end, n) -> int:
+    def _response_head(
+        self,
+        s: _Side,
+        m: re.Match,
+        head: bytes,
+        headers: list[tuple[str, str]],
+        err: str | None,
+        ts_start: int,
+        ts_head_end: int,
+        p: int,
+        end: int,
+        n: int,
+    ) -> int:
         status = int(m[2])
         if err is None and 100 <= status < 200 and status != 101:
+            if len(s.interim) >= self.limits.max_interim:
+                s.interim = []
+                reason = f"over {self.limits.max_interim} interim responses"
+                return self._fail(s, reason, ts_start, p + 1, False)
             s.interim.append(status)  # RFC 9110 15.2: interim; the final response follows
             return end
-        slot = self._take_slot(ts_start)
+        slot = self._take_slot()
         self._start(s, slot, m, headers, ts_start, ts_head_end)
         if err is not None:
             self._finish(s, True, None, None)
@@ -689,43 +734,57 @@ class Http1Parser:
         slot = s.slot
         if s is self._client:
             req = HttpRequest(
-                method=a.decode(), target=b.decode("latin-1"), version="1.1" if c == b"1" else "1.0",
-                headers=s.headers, body_size=body_size, chunked=s.chunked, truncated=truncated,
-                ts_start=s.ts_start, ts_head_end=s.ts_head_end, ts_end=ts_end,
-            )  # fmt: skip
+                method=a.decode(),
+                target=b.decode("latin-1"),
+                version="1.1" if c == b"1" else "1.0",
+                headers=s.headers,
+                body_size=body_size,
+                chunked=s.chunked,
+                truncated=truncated,
+                ts_start=s.ts_start,
+                ts_head_end=s.ts_head_end,
+                ts_end=ts_end,
+            )
             slot.request = req
             if slot.response is not None:
                 self._out.append(HttpExchange(request=req, response=slot.response))
         else:
             resp = HttpResponse(
-                status=int(b), reason=(c or b"").decode("latin-1"), version="1.1" if a == b"1" else "1.0",
-                headers=s.headers, body_size=body_size, chunked=s.chunked, truncated=truncated,
-                interim=s.interim, ts_start=s.ts_start, ts_head_end=s.ts_head_end, ts_end=ts_end,
-            )  # fmt: skip
+                status=int(b),
+                reason=(c or b"").decode("latin-1"),
+                version="1.1" if a == b"1" else "1.0",
+                headers=s.headers,
+                body_size=body_size,
+                chunked=s.chunked,
+                truncated=truncated,
+                interim=s.interim,
+                ts_start=s.ts_start,
+                ts_head_end=s.ts_head_end,
+                ts_end=ts_end,
+            )
             s.interim = []
             if slot is None or slot.request is not None:
                 self._out.append(HttpExchange(request=slot and slot.request, response=resp))
             else:
                 slot.response = resp  # emitted when its request ends
-        s.slot = None
+        s.slot = s.start = s.headers = None
         s.state = HEAD
 
-    def _new_slot(self, method: str, ts: int) -> _Slot | None:
+    def _new_slot(self, method: str) -> _Slot | None:
         if len(self._pending) >= self.limits.max_pending:
             return None
-        slot = _Slot(method, ts)
+        slot = _Slot(method)
         self._pending.append(slot)
         return slot
 
-    def _take_slot(self, ts: int) -> _Slot | None:
-        """The oldest unanswered request, unless it started after this response did."""
-        q = self._pending
-        if q and q[0].ts <= ts:
-            return q.popleft()
-        return None
+    def _take_slot(self) -> _Slot | None:
+        """The oldest unanswered request (None: its request was not captured)."""
+        return self._pending.pop(0) if self._pending else None
 
     def _upgrades(self, slot: _Slot | None, status: int) -> bool:
-        return status == 101 or (slot is not None and slot.method == "CONNECT" and 200 <= status < 300)
+        return status == 101 or (
+            slot is not None and slot.method == "CONNECT" and 200 <= status < 300
+        )
 
     def _upgrade(self) -> None:
         """Stop parsing: give up the request in progress, flush the rest."""
@@ -740,11 +799,16 @@ class Http1Parser:
 
     def _flush_pending(self) -> None:
         while self._pending:
-            self._out.append(HttpExchange(request=self._pending.popleft().request, response=None))
+            self._out.append(HttpExchange(request=self._pending.pop(0).request, response=None))
 
-    def _chunk_fail(self, s: _Side, reason: str, w: bytes | bytearray, p: int) -> int:
+    def _chunk_fail(self, s: _Side, reason: str, p: int) -> int:
         self._finish(s, True, None, s.body)
         return self._fail(s, reason, self._ts(s, p), p, True)
+
+    # the state machine: what runs on a side's bytes, by state
+    _STEPS = (
+        _sync, _head, _body, _chunk_size, _chunk_data, _chunk_end, _trailers, _until_close, _ignore,
+    )  # fmt: skip
 
 
 def _framing_fields(head: bytes) -> tuple[str | None, str | None]:

@@ -1,0 +1,284 @@
+"""Servers and clients for tests on real traffic between the two namespaces of a NetnsPair:
+nginx, small Python HTTP servers and curl. Every wait is bounded; every process started
+here is stopped (and killed if it will not go) when its context ends."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import require_tool
+from tests.netns import NetnsPair
+
+
+def wait_until(what: str, check, timeout: float = 10, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10) -> tuple[bytes, bytes]:
+    """Signal, wait, and kill if it will not go; returns what it wrote."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate(timeout=5)
+
+
+def listening(pair: NetnsPair, ns: str, port: int) -> set[str]:
+    """Local addresses ("10.0.0.1:80", "[fd00::1]:80") with a TCP listener on `port` in `ns`."""
+    out = pair.run(ns, "ss", "-ltnH", f"sport = :{port}").stdout
+    return {line.split()[3] for line in out.splitlines() if line.split()}
+
+
+def wait_listening(pair: NetnsPair, proc: subprocess.Popen, ns: str, port: int, want: set[str], what: str) -> None:
+    def ready():
+        if proc.poll() is not None:
+            raise AssertionError(f"{what} exited {proc.returncode}: {proc.communicate(timeout=5)}")
+        return want <= listening(pair, ns, port)
+
+    wait_until(f"{what} to listen on {sorted(want)}", ready)
+
+
+def connections_closed(pair: NetnsPair, ns: str, port: int) -> bool:
+    """No TCP connection from or to `port` is left in `ns` but listeners."""
+    out = pair.run(ns, "ss", "-tanH", f"( sport = :{port} or dport = :{port} )").stdout
+    return all(line.split()[0] == "LISTEN" for line in out.splitlines() if line.split())
+
+
+# --- nginx ---------------------------------------------------------------------------------
+
+NGINX_MAIN = """\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log stderr;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/nginx-body;
+    proxy_temp_path {tmp}/nginx-proxy;
+    fastcgi_temp_path {tmp}/nginx-fastcgi;
+    uwsgi_temp_path {tmp}/nginx-uwsgi;
+    scgi_temp_path {tmp}/nginx-scgi;
+    types_hash_max_size 2048;
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+{servers}
+}}
+"""
+
+
+def nginx_server(pair: NetnsPair, port: int, root: Path, settings: str = "") -> str:
+    """A server block on `port` of a's IPv4 and IPv6 addresses serving `root`."""
+    return (
+        f"    server {{\n"
+        f"        listen {pair.a_ip}:{port};\n"
+        f"        listen [{pair.a_ip6}]:{port};\n"
+        f"        root {root};\n"
+        f"        {settings}\n"
+        f"    }}\n"
+    )
+
+
+@contextlib.contextmanager
+def nginx_running(tmp_path: Path, pair: NetnsPair, servers: dict[int, str]):
+    """nginx 1.22 in namespace a, one process (master_process off) running as root, with the
+    given server blocks (port -> block); every path it writes is under tmp_path."""
+    require_tool("nginx")
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(NGINX_MAIN.format(tmp=tmp_path, servers="".join(servers.values())))
+    proc = pair.popen(pair.a, "nginx", "-p", str(tmp_path), "-c", str(conf), "-e", "stderr")
+    try:
+        for port in servers:
+            want = {f"{pair.a_ip}:{port}", f"[{pair.a_ip6}]:{port}"}
+            wait_listening(pair, proc, pair.a, port, want, "nginx")
+        yield proc
+    finally:
+        stop_process(proc, signal.SIGQUIT)
+
+
+# --- small Python servers (Debian's python3, in namespace a) -----------------------------------
+
+PYTHON3 = "/usr/bin/python3"  # Debian's: its process name (comm) is "python3"
+
+# GET <path> on the "app" server: a Transfer-Encoding: chunked body of these chunks, one
+# write (size line, data, CRLF) per chunk
+CHUNKED = {
+    "/chunked": [b"first chunk|", b"second|", b"third and longer chunk|" * 20, b"last"],
+    # the middle chunk's write is longer than the default --capture-bytes (4096)
+    "/chunked-big": [b"a" * 100, b"b" * 6000, b"c" * 50],
+}
+
+PY_SERVERS = r"""
+import socketserver, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+CHUNKED = @CHUNKED@
+
+
+class App(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        # read the whole body, answer 201 with its length
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        reply = b'{"received": %d}' % len(body)
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def do_GET(self):
+        chunks = CHUNKED.get(self.path)
+        if chunks is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for chunk in chunks:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        self.wfile.write(b"0\r\n\r\n")
+
+
+class Discard(socketserver.BaseRequestHandler):
+    # read everything the client sends, answer nothing
+    def handle(self):
+        while self.request.recv(65536):
+            pass
+
+
+class AppServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class DiscardServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+kind, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+server = AppServer((host, port), App) if kind == "app" else DiscardServer((host, port), Discard)
+server.serve_forever()
+"""
+
+
+@contextlib.contextmanager
+def python_server(tmp_path: Path, pair: NetnsPair, kind: str, port: int):
+    """PY_SERVERS in namespace a on a's IPv4 address: "app" (POST -> 201 after reading the
+    body; GET /chunked, /chunked-big) or "discard" (reads everything, never answers)."""
+    script = tmp_path / "py_servers.py"
+    script.write_text(PY_SERVERS.replace("@CHUNKED@", repr(CHUNKED)))
+    proc = pair.popen(pair.a, PYTHON3, str(script), kind, pair.a_ip, str(port))
+    try:
+        wait_listening(pair, proc, pair.a, port, {f"{pair.a_ip}:{port}"}, f"python {kind} server")
+        yield proc
+    finally:
+        stop_process(proc, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def http_server_running(pair: NetnsPair, root: Path, port: int):
+    """`python3 -m http.server` in namespace a on a's IPv4 address, serving `root`."""
+    proc = pair.popen(pair.a, PYTHON3, "-m", "http.server", str(port), "--bind", pair.a_ip,
+                      "--directory", str(root))
+    try:
+        wait_listening(pair, proc, pair.a, port, {f"{pair.a_ip}:{port}"}, "http.server")
+        yield proc
+    finally:
+        stop_process(proc, signal.SIGTERM)
+
+
+# --- curl (in namespace b) -----------------------------------------------------------------------
+
+_CURL_W = "\nCURL-W %{http_code} %{local_ip} %{local_port} %{num_connects} %{size_download}\n"
+
+
+@dataclass
+class Transfer:
+    status: int
+    local_ip: str
+    local_port: int
+    new_connections: int
+    size_download: int
+
+
+@dataclass
+class CurlRun:
+    pid: int
+    returncode: int
+    transfers: list[Transfer]
+    stderr: str
+
+    @property
+    def only(self) -> Transfer:
+        assert len(self.transfers) == 1, self.transfers
+        return self.transfers[0]
+
+
+def curl_version() -> str:
+    return subprocess.run(["curl", "--version"], check=True, capture_output=True, text=True).stdout.split()[1]
+
+
+def curl_cmd(pair: NetnsPair, *args: str, max_time: float = 10) -> list[str]:
+    return ["ip", "netns", "exec", pair.b, "curl", "-sS", "--noproxy", "*", "--max-time", str(max_time),
+            "-w", _CURL_W, *args]
+
+
+def parse_curl(proc: subprocess.Popen, out: bytes, err: bytes) -> CurlRun:
+    transfers = []
+    for line in out.decode(errors="replace").splitlines():
+        if line.startswith("CURL-W "):
+            code, ip, port, conns, size = line.split()[1:]
+            transfers.append(Transfer(int(code), ip, int(port), int(conns), int(size)))
+    return CurlRun(proc.pid, proc.returncode, transfers, err.decode(errors="replace"))
+
+
+def curl(pair: NetnsPair, *args: str, timeout: float = 20, check: bool = True, prefix: list[str] | None = None) -> CurlRun:
+    """Run curl in namespace b (`ip netns exec` execs it: the pid is curl's); bodies go where
+    the arguments say (-o), one CURL-W line per transfer is parsed."""
+    require_tool("curl")
+    proc = subprocess.Popen([*(prefix or []), *curl_cmd(pair, *args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=5)
+    run = parse_curl(proc, out, err)
+    if check:
+        assert run.returncode == 0, f"curl {args} exited {run.returncode}: {run.stderr}"
+    return run
+
+
+def py_client(pair: NetnsPair, code: str, *, python: str = PYTHON3, timeout: float = 30) -> tuple[int, str]:
+    """Run a Python snippet in namespace b; returns its pid and stdout."""
+    proc = subprocess.Popen(["ip", "netns", "exec", pair.b, python, "-c", code],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=5)
+    assert proc.returncode == 0, f"python client exited {proc.returncode}: {err.decode(errors='replace')}"
+    return proc.pid, out.decode()
