@@ -19,6 +19,7 @@ DEFAULT_HEADERS = (
     "location", "server", "cache-control", "content-encoding",
 )  # fmt: skip
 _TCP = 6
+_AF_UNIX = 1
 
 
 @dataclass(frozen=True)
@@ -97,24 +98,29 @@ class HttpRecorder:
         req, resp = ex.request, ex.response
         first = req if req is not None else resp
         sid = conn.id
-        client_ip, server_ip = conn.client_ip, conn.server_ip
         f: dict = {
             "ts": self.clock.rfc3339(first.ts_start),
             "type": "http",
             "role": conn.role,
-            "client_address": self._addr(client_ip),
-            "client_port": conn.client_port,
-            "server_address": self._addr(server_ip),
-            "server_port": conn.server_port,
-            "network_type": "ipv4" if len(server_ip) == 4 else "ipv6",
-            "transport": "tcp",
-            "community_id": community_id(_TCP, client_ip, server_ip, conn.client_port, conn.server_port),
             "pid": sid.tgid,
             "tid": sid.tid,
             "executable_name": sid.command,
             "cgroup_id": sid.cgroup_id,
             "protocol_version": first.version,
         }
+        if sid.family == _AF_UNIX:
+            f["transport"] = "unix"  # no addresses, ports or flow id to give
+        else:
+            client_ip, server_ip = conn.client_ip, conn.server_ip
+            f.update(
+                client_address=self._addr(client_ip),
+                client_port=conn.client_port,
+                server_address=self._addr(server_ip),
+                server_port=conn.server_port,
+                network_type="ipv4" if len(server_ip) == 4 else "ipv6",
+                transport="tcp",
+                community_id=community_id(_TCP, client_ip, server_ip, conn.client_port, conn.server_port),
+            )
         if req is not None:
             path, query = _split_target(req.target)
             f.update(method=req.method, url_path=path, url_query=query, request_body_size=req.body_size)

@@ -179,7 +179,7 @@ class HttpRecord(Record, kw_only=True, omit_defaults=True, frozen=True):
     response_truncated: bool | None = _f("http.response.truncated", "the response was not seen whole")
     community_id: str | None = _f("network.community_id", "Community ID v1 of the connection")
     network_type: str | None = _f("network.type", '"ipv4" or "ipv6"')
-    transport: str | None = _f("network.transport", '"tcp"')
+    transport: str | None = _f("network.transport", '"tcp", or "unix" for a Unix socket (then no addresses)')
     tls: bool | None = _f("tls", "true when the plaintext came from a TLS library")
     pid: int | None = _f("process.pid", "process id (thread group id)")
     tid: int | None = _f("process.thread.id", "thread that made the syscall")
