@@ -167,20 +167,21 @@ static __always_inline int process_wanted(const struct hl_sock_settings *cfg)
 	return 1;
 }
 
-static __always_inline void stash_args(__u8 syscall, long fd, long buf, long n)
+__noinline int hl_stash(__u8 syscall, long fd, long buf, long n)
 {
 	const struct hl_sock_settings *cfg = settings();
 	struct stash s = {};
 	__u64 id;
 
 	if (!cfg || fd < 0 || !process_wanted(cfg))
-		return;
+		return 0;
 	id = bpf_get_current_pid_tgid();
 	s.buf = buf;
 	s.fd = fd;
 	s.count = n;
 	s.syscall = syscall;
 	bpf_map_update_elem(&stashes, &id, &s, BPF_ANY);
+	return 0;
 }
 
 /* fd -> struct sock of the current task, or NULL if the fd is not a socket. */
@@ -300,11 +301,15 @@ static __always_inline int looks_like_http(const __u8 *b)
 	return 0;
 }
 
-/* Copy up to `max` bytes of an iovec array into buf; returns the bytes copied. */
-static __always_inline __u32 copy_iov(__u8 *buf, const struct iovec *iov, __u32 iovcnt, __u32 max)
+/* Copy up to `max` bytes of an iovec array into the scratch buffer; returns the
+ * bytes copied. Global, so the verifier walks its loop once, apart from the caller. */
+__noinline int hl_copy_iov(struct data_scratch *s, __u64 iov_addr, __u32 iovcnt, __u32 max)
 {
+	const struct iovec *iov = (const struct iovec *)iov_addr;
 	__u32 off = 0, i;
 
+	if (!s)
+		return 0;
 	for (i = 0; i < HL_IOV_MAX; i++) {
 		struct iovec v;
 		__u32 part;
@@ -319,7 +324,7 @@ static __always_inline __u32 copy_iov(__u8 *buf, const struct iovec *iov, __u32 
 		part &= 2 * HL_DATA_MAX - 1;
 		if (part > HL_DATA_MAX)
 			part = HL_DATA_MAX;
-		if (part && bpf_probe_read_user(buf + off, part, v.iov_base))
+		if (part && bpf_probe_read_user(s->data + off, part, v.iov_base))
 			break;
 		off += part;
 	}
@@ -372,7 +377,7 @@ static __always_inline void emit_data(const struct stash *st, long ret)
 			}
 		}
 		if (iov) {
-			n = copy_iov(s->data, iov, iovcnt, want);
+			n = hl_copy_iov(s, (__u64)iov, iovcnt, want);
 		} else {
 			n = want;
 			barrier_var(n);
@@ -417,7 +422,9 @@ static __always_inline void emit_data(const struct stash *st, long ret)
 		count(HL_SC_EVENTS);
 }
 
-static __always_inline int on_exit(long ret)
+/* Global (not inlined): verified once for all twelve exit programs, which keeps
+ * loading fast; it takes only scalars, so nothing about the caller's context leaks in. */
+__noinline int hl_on_exit(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct stash *p = bpf_map_lookup_elem(&stashes, &id), st;
@@ -447,7 +454,7 @@ static __always_inline int on_exit(long ret)
 	SEC("tracepoint/syscalls/sys_enter_" #name)                           \
 	int enter_##name(struct trace_event_raw_sys_enter *ctx)               \
 	{                                                                     \
-		stash_args(syscall, ctx->args[0], buf, n);                    \
+		hl_stash(syscall, ctx->args[0], buf, n);                      \
 		return 0;                                                     \
 	}
 
@@ -455,7 +462,7 @@ static __always_inline int on_exit(long ret)
 	SEC("tracepoint/syscalls/sys_exit_" #name)                            \
 	int exit_##name(struct trace_event_raw_sys_exit *ctx)                 \
 	{                                                                     \
-		return on_exit(ctx->ret);                                     \
+		return hl_on_exit(ctx->ret);                                  \
 	}
 
 ENTER(read, HL_SYS_READ, ctx->args[1], 0)
