@@ -17,6 +17,7 @@ enum hl_event_type {
 	HL_EV_PACKET = 1,
 	HL_EV_SOCK_DATA = 2,
 	HL_EV_SOCK_CONN = 3,
+	HL_EV_EXEC = 4,
 };
 
 enum hl_direction {
@@ -194,6 +195,8 @@ enum hl_syscall {
 	HL_SYS_ACCEPT,
 	HL_SYS_ACCEPT4,
 	HL_SYS_CLOSE,
+	HL_SYS_SSL_READ,  /* plaintext from SSL_read / SSL_read_ex */
+	HL_SYS_SSL_WRITE, /* plaintext to SSL_write / SSL_write_ex */
 };
 
 enum hl_conn_kind {
@@ -206,6 +209,8 @@ enum hl_conn_kind {
 enum hl_sock_data_flag {
 	HL_SD_NO_DATA = 1 << 0,   /* sendfile: only the length is known */
 	HL_SD_READ_FAILED = 1 << 1, /* the user buffer could not be read */
+	HL_SD_TLS = 1 << 2,       /* plaintext of a TLS connection, from the TLS library */
+	HL_SD_TLS_RAW = 1 << 3,   /* TLS records as they went over the socket (the handshake) */
 };
 
 #define HL_DATA_MAX 8192 /* largest prefix of one syscall's bytes that is copied (twice this is a per-CPU buffer; 32 KiB is the limit) */
@@ -250,6 +255,14 @@ struct hl_sock_conn {
 	struct hl_sock_id id;
 };
 
+/* A process started a new program: user space looks for TLS libraries in it. */
+struct hl_exec {
+	__u8 type;        /* HL_EV_EXEC */
+	__u8 _pad0[3];
+	__u32 tgid;
+	__u64 ts_ns;
+};
+
 enum hl_sock_counter {
 	HL_SC_EVENTS = 0,     /* data events written to the ring */
 	HL_SC_CONN_EVENTS,    /* connect / accept / close events written */
@@ -262,6 +275,8 @@ enum hl_sock_counter {
 	HL_SC_RING_FULL,
 	HL_SC_CUT,            /* copies cut to the prefix size (logged, marked truncated) */
 	HL_SC_READ_FAILED,
+	HL_SC_TLS_NO_FD,      /* TLS plaintext whose socket could not be told: not logged */
+	HL_SC_TLS_CIPHERTEXT, /* encrypted TLS records: not copied */
 	HL_SC__MAX,
 };
 

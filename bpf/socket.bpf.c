@@ -13,6 +13,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 #include "hdrlog_abi.h"
 
 #define AF_UNIX 1
@@ -91,10 +92,47 @@ struct {
 
 /* What is known of a connection's protocol (keyed by the keyed struct sock). */
 enum conn_state {
-	CONN_NEW = 1,   /* connect/accept seen, no bytes yet */
-	CONN_L7 = 2,    /* first bytes were a known protocol: copy */
-	CONN_OTHER = 3, /* first bytes were something else: do not copy */
+	CONN_NEW = 1,      /* connect/accept seen, no bytes yet */
+	CONN_L7 = 2,       /* first bytes were a known protocol: copy */
+	CONN_OTHER = 3,    /* first bytes were something else: do not copy */
+	CONN_TLS = 4,      /* TLS handshake: copy handshake records (the hellos) only */
+	CONN_TLS_DATA = 5, /* TLS application data: nothing more to copy */
 };
+
+/* The plaintext of a TLS connection has its own state, under this key. */
+#define PLAINTEXT_KEY(sock) ((sock) ^ 1)
+
+/* An SSL_* call in progress, per thread: its arguments, for the return probe. */
+struct ssl_call {
+	__u64 ssl;
+	__u64 buf;
+	__u64 done_ptr; /* SSL_*_ex: where the byte count is written */
+	__u8 syscall;   /* HL_SYS_SSL_READ / HL_SYS_SSL_WRITE */
+	__u8 ex;
+	__u8 _pad[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct ssl_call);
+} ssl_calls SEC(".maps");
+
+struct ssl_key {
+	__u64 ssl;
+	__u32 tgid;
+	__u32 _pad;
+};
+
+/* SSL* -> fd, from SSL_set_fd or from the socket syscall made inside an SSL_* call;
+ * forgotten on SSL_free (SSL* values are reused). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ssl_key);
+	__type(value, __u32);
+} ssl_fds SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -119,6 +157,7 @@ struct {
 struct hl_sock_data _abi_sock_data = {};
 struct hl_sock_conn _abi_sock_conn = {};
 struct hl_sock_settings _abi_sock_settings = {};
+struct hl_exec _abi_exec = {};
 
 static __always_inline void count(__u32 idx)
 {
@@ -301,6 +340,12 @@ static __always_inline int looks_like_http(const __u8 *b)
 	return 0;
 }
 
+/* A TLS record header (RFC 8446 5.1): content type, legacy version 3.x. */
+static __always_inline int tls_record(const __u8 *b, __u8 content_type)
+{
+	return b[0] == content_type && b[1] == 3 && b[2] <= 4;
+}
+
 /* Copy up to `max` bytes of an iovec array into the scratch buffer; returns the
  * bytes copied. Global, so the verifier walks its loop once, apart from the caller. */
 __noinline int hl_copy_iov(struct data_scratch *s, __u64 iov_addr, __u32 iovcnt, __u32 max)
@@ -331,7 +376,7 @@ __noinline int hl_copy_iov(struct data_scratch *s, __u64 iov_addr, __u32 iovcnt,
 	return off;
 }
 
-static __always_inline void emit_data(const struct stash *st, long ret)
+static __always_inline void emit_data(const struct stash *st, long ret, int plaintext)
 {
 	const struct hl_sock_settings *cfg = settings();
 	__u32 zero = 0, want, n = 0, max;
@@ -339,7 +384,7 @@ static __always_inline void emit_data(const struct stash *st, long ret)
 	__u8 state = 0, *known, syscall = st->syscall;
 	const struct iovec *iov = NULL;
 	__u32 iovcnt = 0;
-	__u64 flags;
+	__u64 flags, key;
 
 	if (!cfg || !s)
 		return;
@@ -350,9 +395,13 @@ static __always_inline void emit_data(const struct stash *st, long ret)
 	s->ev.syscall = syscall;
 	s->ev.len = ret;
 	s->ev.direction = (syscall == HL_SYS_WRITE || syscall == HL_SYS_WRITEV || syscall == HL_SYS_SENDTO ||
-			   syscall == HL_SYS_SENDMSG || syscall == HL_SYS_SENDFILE) ? HL_DIR_EGRESS : HL_DIR_INGRESS;
+			   syscall == HL_SYS_SENDMSG || syscall == HL_SYS_SENDFILE || syscall == HL_SYS_SSL_WRITE)
+				  ? HL_DIR_EGRESS : HL_DIR_INGRESS;
+	if (plaintext)
+		s->ev.flags |= HL_SD_TLS;
 
-	known = bpf_map_lookup_elem(&conns, &s->ev.id.sock);
+	key = plaintext ? PLAINTEXT_KEY(s->ev.id.sock) : s->ev.id.sock;
+	known = bpf_map_lookup_elem(&conns, &key);
 	if (known)
 		state = *known;
 	if (state == CONN_OTHER && !(cfg->flags & HL_SS_ALL_DATA)) {
@@ -394,16 +443,38 @@ static __always_inline void emit_data(const struct stash *st, long ret)
 	}
 
 	/* Protocol inference: a new connection's first bytes decide; a connection
-	 * whose start was not seen is checked until a message start shows up. */
+	 * whose start was not seen is checked until a message start shows up.
+	 * TLS connections: the handshake records are copied (for the hellos), the
+	 * encrypted rest is not; the plaintext comes from the TLS library's probes
+	 * and is inferred apart, under PLAINTEXT_KEY. */
 	if (!(cfg->flags & HL_SS_ALL_DATA) && state != CONN_L7) {
-		int l7 = n >= 8 && looks_like_http(s->data);
+		__u8 next = 0;
+		int copy = 0;
 
-		if (state == CONN_NEW || l7) {
-			__u8 next = l7 ? CONN_L7 : CONN_OTHER;
-
-			bpf_map_update_elem(&conns, &s->ev.id.sock, &next, BPF_ANY);
+		if (n >= 8 && looks_like_http(s->data)) {
+			next = CONN_L7;
+			copy = 1;
+		} else if (plaintext) {
+			/* not (yet) HTTP inside TLS: checked again on the next call */
+		} else if (state == CONN_TLS_DATA || (state == CONN_TLS && n >= 5 && tls_record(s->data, 23))) {
+			/* application data: encrypted, nothing for us */
+			next = CONN_TLS_DATA;
+			count(HL_SC_TLS_CIPHERTEXT);
+			if (state != next)
+				bpf_map_update_elem(&conns, &key, &next, BPF_ANY);
+			return;
+		} else if (state == CONN_TLS || (n >= 5 && tls_record(s->data, 22))) {
+			/* the handshake, in whatever pieces the process reads it (OpenSSL
+			 * reads a record header, then its body) */
+			next = CONN_TLS;
+			copy = 1;
+			s->ev.flags |= HL_SD_TLS_RAW;
+		} else if (state == CONN_NEW) {
+			next = CONN_OTHER;
 		}
-		if (!l7) {
+		if (next && next != state)
+			bpf_map_update_elem(&conns, &key, &next, BPF_ANY);
+		if (!copy) {
 			count(HL_SC_NOT_L7);
 			return;
 		}
@@ -443,10 +514,142 @@ __noinline int hl_on_exit(long ret)
 		if (ret >= 0)
 			emit_conn(HL_CONN_ACCEPT, st.syscall, ret, 0);
 		break;
-	default:
+	default: {
+		struct ssl_call *call = bpf_map_lookup_elem(&ssl_calls, &id);
+
+		/* Inside SSL_read/SSL_write this syscall moves ciphertext: it tells
+		 * which socket the SSL* is on (curl never calls SSL_set_fd). */
+		if (call) {
+			struct ssl_key k = { .ssl = call->ssl, .tgid = id >> 32 };
+
+			bpf_map_update_elem(&ssl_fds, &k, &st.fd, BPF_ANY);
+		}
 		if (ret > 0)
-			emit_data(&st, ret);
+			emit_data(&st, ret, 0);
 	}
+	}
+	return 0;
+}
+
+/* ---- OpenSSL: SSL_read, SSL_write, SSL_read_ex, SSL_write_ex, SSL_set_fd, SSL_free ---- */
+
+static __always_inline int ssl_enter(__u8 syscall, void *ssl, void *buf, void *done_ptr, __u8 ex)
+{
+	const struct hl_sock_settings *cfg = settings();
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ssl_call c = {};
+
+	if (!cfg || !process_wanted(cfg))
+		return 0;
+	c.ssl = (__u64)ssl;
+	c.buf = (__u64)buf;
+	c.done_ptr = (__u64)done_ptr;
+	c.syscall = syscall;
+	c.ex = ex;
+	bpf_map_update_elem(&ssl_calls, &id, &c, BPF_ANY);
+	return 0;
+}
+
+/* Global: one verification for the four return probes. */
+__noinline int hl_ssl_exit(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct ssl_call *p = bpf_map_lookup_elem(&ssl_calls, &id), c;
+	struct ssl_key k = {};
+	struct stash st = {};
+	__u32 *fd;
+	__u64 n = 0;
+
+	if (!p)
+		return 0;
+	c = *p;
+	bpf_map_delete_elem(&ssl_calls, &id);
+	if (c.ex) {
+		/* SSL_read_ex / SSL_write_ex return 1 and store the count (OpenSSL 1.1.1+) */
+		if ((int)ret != 1 || bpf_probe_read_user(&n, sizeof(n), (void *)c.done_ptr))
+			return 0;
+	} else {
+		if ((int)ret <= 0)
+			return 0;
+		n = (int)ret;
+	}
+	if (n == 0)
+		return 0;
+	k.ssl = c.ssl;
+	k.tgid = id >> 32;
+	fd = bpf_map_lookup_elem(&ssl_fds, &k);
+	if (!fd) {
+		count(HL_SC_TLS_NO_FD);
+		return 0;
+	}
+	st.buf = c.buf;
+	st.fd = *fd;
+	st.syscall = c.syscall;
+	emit_data(&st, n, 1);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_enter, void *ssl, void *buf, int num)
+{
+	return ssl_enter(HL_SYS_SSL_READ, ssl, buf, NULL, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_enter, void *ssl, const void *buf, int num)
+{
+	return ssl_enter(HL_SYS_SSL_WRITE, ssl, (void *)buf, NULL, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_ex_enter, void *ssl, void *buf, size_t num, size_t *readbytes)
+{
+	return ssl_enter(HL_SYS_SSL_READ, ssl, buf, readbytes, 1);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_ex_enter, void *ssl, const void *buf, size_t num, size_t *written)
+{
+	return ssl_enter(HL_SYS_SSL_WRITE, ssl, (void *)buf, written, 1);
+}
+
+/* The return value is declared int: a uretprobe sees -1 as 4294967295 otherwise. */
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_exit, int ret)
+{
+	return hl_ssl_exit(ret);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_set_fd, void *ssl, int fd)
+{
+	struct ssl_key k = { .ssl = (__u64)ssl, .tgid = bpf_get_current_pid_tgid() >> 32 };
+	__u32 v = fd;
+
+	if (fd >= 0)
+		bpf_map_update_elem(&ssl_fds, &k, &v, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_free, void *ssl)
+{
+	struct ssl_key k = { .ssl = (__u64)ssl, .tgid = bpf_get_current_pid_tgid() >> 32 };
+
+	bpf_map_delete_elem(&ssl_fds, &k);
+	return 0;
+}
+
+/* A new program: user space looks at its mappings for TLS libraries. */
+SEC("tracepoint/sched/sched_process_exec")
+int on_exec(void *ctx)
+{
+	struct hl_exec ev = { .type = HL_EV_EXEC };
+	__u64 id = bpf_get_current_pid_tgid();
+
+	ev.tgid = id >> 32;
+	ev.ts_ns = bpf_ktime_get_ns();
+	bpf_ringbuf_output(&sock_events, &ev, sizeof(ev), 0);
 	return 0;
 }
 

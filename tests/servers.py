@@ -137,9 +137,9 @@ class App(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self):
-        # read the whole body, answer 201 with its length
+        # read the whole body, answer 201 with its length and the client's port
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        reply = b'{"received": %d}' % len(body)
+        reply = b'{"received": %d, "client_port": %d}' % (len(body), self.client_address[1])
         self.send_response(201)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(reply)))
@@ -185,7 +185,8 @@ server.serve_forever()
 @contextlib.contextmanager
 def python_server(tmp_path: Path, pair: NetnsPair, kind: str, port: int):
     """PY_SERVERS in namespace a on a's IPv4 address: "app" (POST -> 201 after reading the
-    body; GET /chunked, /chunked-big) or "discard" (reads everything, never answers)."""
+    body, with its length and the client's port; GET /chunked, /chunked-big) or "discard"
+    (reads everything, never answers)."""
     script = tmp_path / "py_servers.py"
     script.write_text(PY_SERVERS.replace("@CHUNKED@", repr(CHUNKED)))
     proc = pair.popen(pair.a, PYTHON3, str(script), kind, pair.a_ip, str(port))
@@ -270,9 +271,9 @@ def curl(pair: NetnsPair, *args: str, timeout: float = 20, check: bool = True, p
     return run
 
 
-def py_client(pair: NetnsPair, code: str, *, python: str = PYTHON3, timeout: float = 30) -> tuple[int, str]:
-    """Run a Python snippet in namespace b; returns its pid and stdout."""
-    proc = subprocess.Popen(["ip", "netns", "exec", pair.b, python, "-c", code],
+def py_client(pair: NetnsPair, code: str, *args: str, python: str = PYTHON3, timeout: float = 30) -> tuple[int, str]:
+    """Run a Python snippet (sys.argv[1:] = args) in namespace b; returns its pid and stdout."""
+    proc = subprocess.Popen(["ip", "netns", "exec", pair.b, python, "-c", code, *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         out, err = proc.communicate(timeout=timeout)

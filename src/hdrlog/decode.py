@@ -19,6 +19,8 @@ __all__ = [
     "SockId",
     "SockDataEvent",
     "SockConnEvent",
+    "ExecEvent",
+    "EXEC_FIELDS",
     "decode_sock_event",
     "PACKET_FIELDS",
     "PACKET_SIZE",
@@ -32,6 +34,7 @@ __all__ = [
 EV_PACKET = 1
 EV_SOCK_DATA = 2
 EV_SOCK_CONN = 3
+EV_EXEC = 4
 
 # enum hl_packet_flag
 PKT_HDR_TRUNCATED = 1 << 0
@@ -259,13 +262,17 @@ SOCK_COUNTERS = (
     "ring_full",
     "cut",
     "read_failed",
+    "tls_no_fd",
+    "tls_ciphertext",
 )
 
 CONN_CONNECT, CONN_ACCEPT, CONN_CLOSE = 1, 2, 3  # enum hl_conn_kind
 SD_NO_DATA = 1 << 0  # enum hl_sock_data_flag
 SD_READ_FAILED = 1 << 1
+SD_TLS = 1 << 2  # plaintext from the TLS library
+SD_TLS_RAW = 1 << 3  # TLS records off the socket (the handshake)
 SYSCALLS = (None, "read", "write", "readv", "writev", "sendto", "recvfrom", "sendmsg", "recvmsg",
-            "sendfile", "connect", "accept", "accept4", "close")  # fmt: skip
+            "sendfile", "connect", "accept", "accept4", "close", "SSL_read", "SSL_write")  # fmt: skip
 
 SOCK_ID_FIELDS: tuple[tuple[str, str], ...] = (
     ("ts_ns", "Q"),
@@ -301,6 +308,8 @@ SOCK_CONN_FIELDS: tuple[tuple[str, str], ...] = (
     ("ret", "i"),
     ("id", "".join(f for _, f in SOCK_ID_FIELDS)),
 )
+EXEC_FIELDS: tuple[tuple[str, str], ...] = (("type", "B"), ("_pad0", "3x"), ("tgid", "I"), ("ts_ns", "Q"))
+_EXEC = struct.Struct("<" + "".join(f for _, f in EXEC_FIELDS))
 _SOCK_DATA = struct.Struct("<" + "".join(f for _, f in SOCK_DATA_FIELDS))
 _SOCK_CONN = struct.Struct("<" + "".join(f for _, f in SOCK_CONN_FIELDS))
 SOCK_DATA_SIZE = _SOCK_DATA.size
@@ -357,6 +366,11 @@ class SockDataEvent(msgspec.Struct, frozen=True):
     data: bytes
 
 
+class ExecEvent(msgspec.Struct, frozen=True):
+    tgid: int
+    ts_ns: int
+
+
 class SockConnEvent(msgspec.Struct, frozen=True):
     kind: int  # CONN_CONNECT, CONN_ACCEPT, CONN_CLOSE
     syscall: int
@@ -387,4 +401,9 @@ def decode_sock_event(buf: bytes | memoryview, offset: int = 0, length: int | No
             raise DecodeError(f"socket conn event of {avail} bytes, the layout needs {SOCK_CONN_SIZE}")
         v = _SOCK_CONN.unpack_from(buf, offset)
         return SockConnEvent(v[1], v[2], v[3], SockId(*v[4:]))
+    if kind == EV_EXEC:
+        if avail < _EXEC.size:
+            raise DecodeError(f"exec event of {avail} bytes, the layout needs {_EXEC.size}")
+        _, tgid, ts = _EXEC.unpack_from(buf, offset)
+        return ExecEvent(tgid, ts)
     raise DecodeError(f"event type {kind} is not a socket event")

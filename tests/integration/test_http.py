@@ -35,7 +35,6 @@ from tests.hdrlog_proc import HdrlogRun, start_hdrlog
 from tests.netns import NetnsPair
 from tests.servers import (
     CHUNKED,
-    PYTHON3,
     CurlRun,
     curl,
     curl_cmd,
@@ -187,7 +186,6 @@ class Mix:
     http_server_pid: int
     app_pid: int
     records: dict[str, list[dict]] = field(default_factory=dict)  # run name -> its records
-    summaries: dict[str, str] = field(default_factory=dict)
     traffic: dict[str, object] = field(default_factory=dict)  # scenario -> what the client saw
 
 
@@ -224,7 +222,7 @@ POST_CLIENT = r"""
 import sys, requests
 url = sys.argv[1]
 r = requests.post(url, json={"name": "widget", "tags": ["a", "b"], "filler": "z" * int(sys.argv[2])})
-print(r.status_code, len(r.request.body), r.request.headers["Content-Type"], r.text)
+print(r.status_code, len(r.request.body), r.request.headers["Content-Type"], len(r.content), r.text)
 """
 
 
@@ -239,15 +237,14 @@ def _mix_traffic(mix: Mix, default: HdrlogRun) -> None:
                              f"If-Modified-Since: {email.utils.formatdate(PAGE_MTIME, usegmt=True)}",
                              f"http://{a}:{STATIC}/static/page.bin")
     # requests (urllib3) writes the head and the body in separate syscalls
-    code = "import sys; sys.argv[1:] = " + repr([f"http://{a}:{APP}/items?kind=json", str(POST_BODY_FILLER)])
-    t["post_pid"], t["post_out"] = py_client(pair, code + "\n" + POST_CLIENT, python=sys.executable)
+    t["post_pid"], t["post_out"] = py_client(pair, POST_CLIENT, f"http://{a}:{APP}/items?kind=json",
+                                             str(POST_BODY_FILLER), python=sys.executable)
     urls = []
     for i in range(1, KEEPALIVE_N + 1):
         urls += ["-o", "/dev/null", f"http://{a}:{NOSENDFILE}/k/{i}"]
     t["keepalive"] = curl(pair, *urls, timeout=60)
-    t["pipelined_pid"], t["pipelined_out"] = py_client(
-        pair, "import sys; sys.argv[1:] = " + repr([a, str(NOSENDFILE), *(p for p, _, _ in PIPELINED)])
-        + "\n" + PIPELINE_CLIENT)
+    t["pipelined_pid"], t["pipelined_out"] = py_client(pair, PIPELINE_CLIENT, a, str(NOSENDFILE),
+                                                       *(path for path, _, _ in PIPELINED))
     t["chunked"] = curl(pair, "-o", "/dev/null", f"http://{a}:{APP}/chunked")
     t["chunked_big"] = curl(pair, "-o", "/dev/null", f"http://{a}:{APP}/chunked-big")
     t["ipv6"] = curl(pair, "-g", "-o", "/dev/null", f"http://[{pair.a_ip6}]:{NOSENDFILE}/index.html")
@@ -288,7 +285,6 @@ def mix(tmp_path_factory) -> Mix:
                 stop_runs(runs)
             for name, run in zip(names, runs):
                 mix.records[name] = http(file_records(run))
-                mix.summaries[name] = summary_line(run)
         yield mix
     finally:
         pair.destroy()
@@ -384,14 +380,11 @@ def test_requests_post_json(mix):
     """A POST with a JSON body from Python requests (head and body in separate writes) to a
     server that reads the body is logged with the body's size, its Content-Type and status 201."""
     pair = mix.pair
-    status, body_len, ctype, reply = mix.traffic["post_out"].split(" ", 3)
+    status, body_len, ctype, reply_len, reply = mix.traffic["post_out"].split(" ", 4)
     assert (status, ctype) == ("201", "application/json")
-    body_len = int(body_len)
-    assert body_len > POST_BODY_FILLER and json.loads(reply) == {"received": body_len}
-    recs = [r for r in mix.records["default"] if r.get("server.port") == APP and r.get("http.request.method") == "POST"]
-    assert len(recs) == 2, recs
-    client_port = recs[0]["client.port"]
-    client, server = both(mix.records["default"], cid(pair.b_ip, pair.a_ip, client_port, APP))
+    body_len, reply = int(body_len), json.loads(reply)
+    assert body_len > POST_BODY_FILLER and reply["received"] == body_len
+    client, server = both(mix.records["default"], cid(pair.b_ip, pair.a_ip, reply["client_port"], APP))
     check_process(client, mix.traffic["post_pid"], Path(sys.executable).name[:15], "client")
     check_process(server, mix.app_pid, "python3", "server")
     for r in (client, server):
@@ -402,7 +395,7 @@ def test_requests_post_json(mix):
         assert r["http.request.header.content-length"] == [str(body_len)]
         assert r["user_agent.original"] == f"python-requests/{requests.__version__}"
         assert r["http.response.status_code"] == 201
-        assert r["http.response.body.size"] == len(f'{{"received": {body_len}}}')
+        assert r["http.response.body.size"] == int(reply_len)
         assert "http.request.truncated" not in r and "http.response.truncated" not in r
         check_timing(r)
 
@@ -659,6 +652,16 @@ def _rmdir_when_empty(path: Path) -> None:
             time.sleep(0.05)
 
 
+OTHER_CLIENT = """
+import socket
+s = socket.create_connection(({host!r}, {port}))
+s.sendall(b"GET /index.html HTTP/1.1\\r\\nHost: other\\r\\nConnection: close\\r\\n\\r\\n")
+while s.recv(65536):
+    pass
+print(s.getsockname()[1])
+"""
+
+
 def test_process_filters(netns_pair, tmp_path, www):
     """--comm curl keeps only curl's (client) records, --pid <nginx> only nginx's (server)
     records, --cgroup <dir> only those of the process in that cgroup, with the container id and
@@ -679,11 +682,7 @@ def test_process_filters(netns_pair, tmp_path, www):
                 c = curl(pair, "-o", "/dev/null", url,
                          prefix=["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(scope / "cgroup.procs")])
                 # another client, neither curl nor in that cgroup
-                other_pid, out = py_client(pair, "import socket\n"
-                                           f"s = socket.create_connection(({pair.a_ip!r}, {WEB}))\n"
-                                           "s.sendall(b'GET /index.html HTTP/1.1\\r\\nHost: other\\r\\nConnection: close\\r\\n\\r\\n')\n"
-                                           "while s.recv(65536): pass\n"
-                                           "print(s.getsockname()[1])\n")
+                _, out = py_client(pair, OTHER_CLIENT.format(host=pair.a_ip, port=WEB))
                 stop_runs(runs)
             by_comm, by_pid, by_cgroup = (http(file_records(run)) for run in runs)
     finally:
@@ -734,11 +733,10 @@ for name, data in cases.items():
 """
 
 
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for {pid}")
+def _memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS (resident now) and VmHWM (the most it has been resident) of a process, in KiB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {k: int(fields[k].split()[0]) for k in ("VmRSS", "VmHWM")}
 
 
 def test_bad_input(netns_pair, tmp_path, www):
@@ -752,13 +750,13 @@ def test_bad_input(netns_pair, tmp_path, www):
         nginx = stack.enter_context(nginx_running(tmp_path, pair, {WEB: nginx_server(pair, WEB, www)}))
         sink_proc = stack.enter_context(python_server(tmp_path, pair, "discard", sink))
         (run,) = stack.enter_context(hdrlog_runs(tmp_path, ("--l7-only", "--port", f"{sink},{WEB}")))
-        client_pid, out = py_client(pair, "import sys; sys.argv[1:] = " + repr([pair.a_ip, str(sink)]) + "\n" + BAD_CLIENT)
+        client_pid, out = py_client(pair, BAD_CLIENT, pair.a_ip, str(sink))
         c = curl(pair, "-o", "/dev/null", f"http://{pair.a_ip}:{WEB}/index.html?after=bad")
         time.sleep(0.3)  # hdrlog drains every 50 ms
         assert run.proc.poll() is None, run.stderr_lines
-        rss = _rss_kib(run.proc.pid)
+        memory = _memory_kib(run.proc.pid)
         stop_runs([run])
-    assert rss < 300 * 1024, f"hdrlog's RSS is {rss} KiB"
+    assert max(memory.values()) < 300 * 1024, f"hdrlog's memory in KiB: {memory}"
     records = http(file_records(run))
     summary = summary_line(run)
     ports = {name: int(port) for name, port in (line.split() for line in out.splitlines())}

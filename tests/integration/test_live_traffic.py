@@ -23,6 +23,7 @@ import pytest
 from tests.conftest import require_tool
 from tests.hdrlog_proc import HdrlogRun, start_hdrlog
 from tests.netns import NetnsPair
+from tests.servers import stop_process, wait_until
 
 HTTP_PORT = 8080
 UDP_SPORT = 40123
@@ -48,28 +49,6 @@ def macs(pair: NetnsPair) -> tuple[str, str]:
         link_info(pair, pair.a, pair.dev_a)["address"],
         link_info(pair, pair.b, pair.dev_b)["address"],
     )
-
-
-def wait_until(what: str, check, timeout: float = 10, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
-
-
-def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10) -> tuple[bytes, bytes]:
-    """Signal, wait, and kill if it will not go; returns what it wrote."""
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    try:
-        return proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.communicate(timeout=5)
 
 
 @contextlib.contextmanager
