@@ -5,6 +5,7 @@ here is stopped (and killed if it will not go) when its context ends."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import subprocess
 import time
@@ -50,12 +51,6 @@ def wait_listening(pair: NetnsPair, proc: subprocess.Popen, ns: str, port: int, 
         return want <= listening(pair, ns, port)
 
     wait_until(f"{what} to listen on {sorted(want)}", ready)
-
-
-def connections_closed(pair: NetnsPair, ns: str, port: int) -> bool:
-    """No TCP connection from or to `port` is left in `ns` but listeners."""
-    out = pair.run(ns, "ss", "-tanH", f"( sport = :{port} or dport = :{port} )").stdout
-    return all(line.split()[0] == "LISTEN" for line in out.splitlines() if line.split())
 
 
 # --- nginx ---------------------------------------------------------------------------------
@@ -236,7 +231,9 @@ class CurlRun:
         return self.transfers[0]
 
 
+@functools.cache
 def curl_version() -> str:
+    """curl's version, as in its User-Agent."""
     return subprocess.run(["curl", "--version"], check=True, capture_output=True, text=True).stdout.split()[1]
 
 
@@ -254,11 +251,13 @@ def parse_curl(proc: subprocess.Popen, out: bytes, err: bytes) -> CurlRun:
     return CurlRun(proc.pid, proc.returncode, transfers, err.decode(errors="replace"))
 
 
-def curl(pair: NetnsPair, *args: str, timeout: float = 20, check: bool = True, prefix: list[str] | None = None) -> CurlRun:
+def curl(pair: NetnsPair, *args: str, timeout: float = 20, check: bool = True,
+         prefix: list[str] | None = None) -> CurlRun:
     """Run curl in namespace b (`ip netns exec` execs it: the pid is curl's); bodies go where
     the arguments say (-o), one CURL-W line per transfer is parsed."""
     require_tool("curl")
-    proc = subprocess.Popen([*(prefix or []), *curl_cmd(pair, *args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([*(prefix or []), *curl_cmd(pair, *args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         out, err = proc.communicate(timeout=timeout)
     finally:
@@ -271,7 +270,8 @@ def curl(pair: NetnsPair, *args: str, timeout: float = 20, check: bool = True, p
     return run
 
 
-def py_client(pair: NetnsPair, code: str, *args: str, python: str = PYTHON3, timeout: float = 30) -> tuple[int, str]:
+def py_client(pair: NetnsPair, code: str, *args: str, python: str = PYTHON3,
+              timeout: float = 30) -> tuple[int, str]:
     """Run a Python snippet (sys.argv[1:] = args) in namespace b; returns its pid and stdout."""
     proc = subprocess.Popen(["ip", "netns", "exec", pair.b, python, "-c", code, *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)

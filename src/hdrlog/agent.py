@@ -16,11 +16,13 @@ from hdrlog.capture.packets import PacketCapture, PacketFilters
 from hdrlog.capture.sockets import SocketCapture, SocketFilters
 from hdrlog.clock import Clock
 from hdrlog.config import Config, ConfigError
-from hdrlog.http_records import HeaderSelection, HttpRecorder
+from hdrlog.l7_records import HeaderSelection, HttpRecorder, TlsRecorder
 from hdrlog.interfaces import ifindex, up_interfaces
 from hdrlog.packets import PacketRecorder
-from hdrlog.pipelines import HttpPipeline, PacketPipeline, Processor
+from hdrlog.pipelines import PacketPipeline, Processor, SocketPipeline
+from hdrlog.capture.tls_libs import TlsProbes
 from hdrlog.protocols.http1 import Http1Parser
+from hdrlog.protocols.tls_hello import HelloParser
 from hdrlog.sinks import NdjsonSink
 from hdrlog.stitch.streams import StreamTable
 
@@ -32,7 +34,7 @@ log = logging.getLogger("hdrlog.agent")
 PACKET_DROPS = ("filtered_proto", "filtered_port", "filtered_net", "filtered_tcp_flags",
                 "first_packets", "sampled", "ring_full")  # fmt: skip
 L7_DROPS = ("l7_filtered_pid", "l7_filtered_cgroup", "l7_filtered_comm", "l7_filtered_port",
-            "l7_filtered_family", "l7_not_l7", "l7_ring_full")  # fmt: skip
+            "l7_filtered_family", "l7_not_l7", "l7_ring_full", "l7_tls_no_fd")  # fmt: skip
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Summary:
             drops = {k.removeprefix("l7_"): c[k] for k in L7_DROPS if c.get(k)}
             detail = ", ".join(f"{k} {v}" for k, v in drops.items())
             text = (f"L7 {c['l7_events']} socket events, {c['l7_exchanges']} HTTP exchanges, "
+                    f"{c.get('l7_tls_handshakes', 0)} TLS handshakes, "
                     f"skipped {sum(drops.values())}{f' ({detail})' if detail else ''}")
             if c.get("l7_parse_failures"):
                 text += f", {c['l7_parse_failures']} unparseable stretches"
@@ -162,13 +165,23 @@ class Agent:
                     scap = stack.enter_context(SocketCapture.load(ring_size=cfg.l7_ring_size))
                     scap.configure(sock_filters)
                     scap.attach()
+                    probes = None
+                    if cfg.tls:
+                        probes = TlsProbes(scap.obj, cfg.ssl_lib)
+                        stack.callback(probes.close)
+                        probes.scan_all()
+                        scap.attach_exec()
+                        log.info("TLS: %d OpenSSL libraries probed", len(probes.libraries))
                     recorder = HttpRecorder(self.clock, HeaderSelection.parse(cfg.headers))
-                    pipelines.append(HttpPipeline(scap, StreamTable(Http1Parser), recorder, processors))
+                    streams = StreamTable(Http1Parser, new_hello_parser=HelloParser)
+                    pipelines.append(SocketPipeline(scap, streams, recorder, processors, TlsRecorder(self.clock), probes))
                 what = ([f"{', '.join(names)} ({cfg.mode})"] if packets else []) + (["socket syscalls (L7)"] if cfg.l7 else [])
                 log.info("attached to %s", " and ".join(what))
                 self._loop(pipelines, sink, summary)
                 for p in pipelines:
                     p.capture.detach()
+                    if getattr(p, "tls_probes", None) is not None:
+                        p.tls_probes.close()
                 if not (cfg.count and summary.records >= cfg.count):
                     self._drain(pipelines, sink, summary, final=True)  # what arrived before detach
                 for p in pipelines:

@@ -69,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     b("--capture-bytes", type=int, metavar="N",
       help="bytes copied per read/write syscall, 1-8192 (default 4096); longer messages are marked truncated")
     b("--unix-sockets", action="store_true", default=None, help="also capture Unix sockets")
+    b("--tls", dest="tls", action="store_true", default=None,
+      help="log HTTP inside TLS through uprobes on OpenSSL (default, where OpenSSL is found)")
+    b("--no-tls", dest="tls", action="store_false", help="no uprobes on TLS libraries")
+    b("--ssl-lib", action="append", metavar="PATH",
+      help="another OpenSSL library or statically linked binary to probe (repeatable)")
     b("--no-redact", dest="redact", action="store_false", default=None,
       help="log secrets as they are (Authorization, cookies, API keys, secret query parameters)")
     b("--redact-mode", choices=["mask", "hash"],
@@ -109,6 +114,8 @@ def _overrides(args: argparse.Namespace) -> dict:
         "headers": args.headers,
         "capture_bytes": args.capture_bytes,
         "unix_sockets": args.unix_sockets,
+        "tls": args.tls,
+        "ssl_lib": args.ssl_lib,
         "redact": args.redact,
         "redact_mode": args.redact_mode,
         "redact_key": os.environ.get("HDRLOG_REDACT_KEY"),

@@ -59,6 +59,8 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     capture_bytes: Annotated[int, msgspec.Meta(ge=1, le=MAX_CAPTURE)] = 4096
     unix_sockets: bool = False
     l7_ring_size: Annotated[int, msgspec.Meta(ge=MIN_RING, le=MAX_RING)] = 16 << 20
+    tls: bool = True  # probe OpenSSL for TLS plaintext (where it is found)
+    ssl_lib: list[str] = []  # more OpenSSL libraries or statically linked binaries to probe
     redact: bool = True
     redact_mode: Literal["mask", "hash"] = "mask"
     redact_key: str | None = None  # hash mode: the key; default a random key per run

@@ -101,8 +101,18 @@ def _load_sockets() -> list[Check]:
         cap = SocketCapture.load(ring_size=1 << 16)
     except (BpfError, OSError) as e:
         return out + [Check("socket program", False, f"does not load: {e}", "see `hdrlog -vv doctor` for the log")]
-    cap.close()
-    return out + [Check("socket program", True, "loads and passes the verifier")]
+    from hdrlog.capture.tls_libs import TlsProbes
+
+    with cap:
+        probes = TlsProbes(cap.obj)
+        try:
+            probes.scan_all()
+            found = probes.describe()
+        finally:
+            probes.close()
+    tls = Check("OpenSSL", bool(found), "; ".join(found) if found else "no OpenSSL library found: no HTTPS plaintext",
+                "install libssl3, or point --ssl-lib at the library or binary", required=False)
+    return out + [Check("socket program", True, "loads and passes the verifier"), tls]
 
 
 def _load() -> list[Check]:

@@ -2,6 +2,7 @@
 
     packets: ring -> decode -> PacketRecord
     sockets: ring -> decode -> streams (per connection) -> HTTP/1 parser -> HttpRecord -> processors
+                                                        -> TLS hello parser -> TlsRecord -> processors
 
 Each drain() takes what the kernel has committed and returns finished records; finish()
 flushes what is still open at shutdown. Processors (enrichment, redaction) run here, so
@@ -17,13 +18,13 @@ from typing import Callable
 from hdrlog import decode as D
 from hdrlog.capture.packets import PacketCapture
 from hdrlog.capture.sockets import SocketCapture
-from hdrlog.http_records import HttpRecorder
+from hdrlog.l7_records import HttpRecorder, TlsRecorder
 from hdrlog.packets import PacketRecorder
 from hdrlog.protocols.http1 import ParseFailure
 from hdrlog.records import Record
-from hdrlog.stitch.streams import StreamTable
+from hdrlog.stitch.streams import StreamTable, TlsHandshake
 
-__all__ = ["PacketPipeline", "HttpPipeline", "Processor"]
+__all__ = ["PacketPipeline", "SocketPipeline", "Processor"]
 
 log = logging.getLogger("hdrlog.pipeline")
 
@@ -57,13 +58,16 @@ class PacketPipeline:
         return self.capture.counters()
 
 
-class HttpPipeline:
+class SocketPipeline:
     def __init__(self, capture: SocketCapture, streams: StreamTable, recorder: HttpRecorder,
-                 processors: list[Processor]):
+                 processors: list[Processor], tls_recorder: TlsRecorder | None = None, tls_probes=None):
         self.capture = capture
         self.streams = streams
         self.recorder = recorder
+        self.tls_recorder = tls_recorder
+        self.tls_probes = tls_probes  # capture.tls_libs.TlsProbes: told of every exec
         self.processors = processors
+        self.handshakes = 0
         self.decode_errors = 0
         self.parse_failures = 0
         self.exchanges = 0
@@ -76,8 +80,14 @@ class HttpPipeline:
                 self.parse_failures += 1
                 log.debug("HTTP parse failure on pid %d: %s", conn.tgid, item.reason)
                 continue
-            self.exchanges += 1
-            rec: Record | None = self.recorder.record(conn, item)
+            if isinstance(item, TlsHandshake):
+                self.handshakes += 1
+                if self.tls_recorder is None:
+                    continue
+                rec: Record | None = self.tls_recorder.record(conn, item)
+            else:
+                self.exchanges += 1
+                rec = self.recorder.record(conn, item)
             for proc in self.processors:
                 if rec is None:
                     break
@@ -97,7 +107,13 @@ class HttpPipeline:
                 self.decode_errors += 1
                 log.debug("undecodable socket event: %s", e)
                 continue
+            if isinstance(ev, D.ExecEvent):
+                if self.tls_probes is not None:
+                    self.tls_probes.on_exec(ev.tgid)
+                continue
             items += feed(ev)
+        if self.tls_probes is not None:
+            self.tls_probes.poll()
         now = time.monotonic()
         if now >= self._next_idle_check:
             self._next_idle_check = now + 10
@@ -110,6 +126,6 @@ class HttpPipeline:
     def counters(self) -> dict[str, int]:
         c = {f"l7_{k}": v for k, v in self.capture.counters().items()}
         s = self.streams.stats
-        c.update(l7_parse_failures=self.parse_failures, l7_exchanges=self.exchanges,
+        c.update(l7_parse_failures=self.parse_failures, l7_exchanges=self.exchanges, l7_tls_handshakes=self.handshakes,
                  l7_unplaced_bytes=s.unplaced_bytes, l7_evicted=s.evicted)
         return c

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["Record", "PacketRecord", "HttpRecord", "HealthRecord", "COMMON_DOCS", "field_docs", "encoder", "to_builtins", "json_form"]
+__all__ = ["Record", "PacketRecord", "HttpRecord", "TlsRecord", "HealthRecord", "COMMON_DOCS", "field_docs", "encoder", "to_builtins", "json_form"]
 
 
 def _f(name: str, doc: str) -> Any:
@@ -180,7 +180,11 @@ class HttpRecord(Record, kw_only=True, omit_defaults=True, frozen=True):
     community_id: str | None = _f("network.community_id", "Community ID v1 of the connection")
     network_type: str | None = _f("network.type", '"ipv4" or "ipv6"')
     transport: str | None = _f("network.transport", '"tcp", or "unix" for a Unix socket (then no addresses)')
-    tls: bool | None = _f("tls", "true when the plaintext came from a TLS library")
+    tls: bool | None = _f("tls", "true when the plaintext came from a TLS library (OpenSSL)")
+    tls_server_name: str | None = _f("tls.client.server_name", "TLS: the SNI the client sent")
+    tls_version: str | None = _f("tls.version", 'TLS: the version the server chose, "1.3", "1.2" ...')
+    tls_cipher: str | None = _f("tls.cipher", "TLS: the cipher suite the server chose")
+    tls_next_protocol: str | None = _f("tls.next_protocol", "TLS: the ALPN protocol the server chose")
     pid: int | None = _f("process.pid", "process id (thread group id)")
     tid: int | None = _f("process.thread.id", "thread that made the syscall")
     executable_name: str | None = _f("process.executable.name", "process name (comm), captured in the kernel")
@@ -192,6 +196,44 @@ class HttpRecord(Record, kw_only=True, omit_defaults=True, frozen=True):
 
 
 _collect("http")
+
+
+class TlsRecord(Record, kw_only=True, omit_defaults=True, frozen=True):
+    """One TLS handshake's ClientHello and ServerHello, as one side's syscalls saw them;
+    written for every TLS connection, whether or not its plaintext can be seen."""
+
+    role: str | None = _f("observer.role", '"client" or "server": whose syscalls produced the record')
+    client_address: str | None = _f("client.address", "client IP address")
+    client_port: int | None = _f("client.port", "client port")
+    server_address: str | None = _f("server.address", "server IP address")
+    server_port: int | None = _f("server.port", "server port")
+    server_name: str | None = _f("tls.client.server_name", "SNI")
+    alpn_offered: list[str] | None = _f("tls.client.alpn", "ALPN protocols the client offered (hdrlog's name)")
+    versions_offered: list[str] | None = _f("tls.client.supported_versions", "versions the client offered (hdrlog's name)")
+    ciphers_offered: list[str] | None = _f("tls.client.supported_ciphers", "cipher suites the client offered (IANA names, else hex)")
+    ja3: str | None = _f("tls.client.ja3", "JA3 hash of the ClientHello")
+    ja4: str | None = _f("tls.client.ja4", "JA4 fingerprint of the ClientHello")
+    version: str | None = _f("tls.version", 'the version the server chose, "1.3", "1.2" ...')
+    version_protocol: str | None = _f("tls.version_protocol", '"tls"')
+    cipher: str | None = _f("tls.cipher", "the cipher suite the server chose")
+    next_protocol: str | None = _f("tls.next_protocol", "the ALPN protocol the server chose")
+    ja3s: str | None = _f("tls.server.ja3s", "JA3S hash of the ServerHello")
+    established: bool | None = _f("tls.established", "a ServerHello was seen (false: only the ClientHello)")
+    truncated: bool | None = _f("tls.truncated", "a hello was not seen whole (hdrlog's name)")
+    community_id: str | None = _f("network.community_id", "Community ID v1 of the connection")
+    network_type: str | None = _f("network.type", '"ipv4" or "ipv6"')
+    transport: str | None = _f("network.transport", '"tcp"')
+    pid: int | None = _f("process.pid", "process id")
+    tid: int | None = _f("process.thread.id", "thread that made the syscall")
+    executable_name: str | None = _f("process.executable.name", "process name (comm), captured in the kernel")
+    executable_path: str | None = _f("process.executable.path", "path of the executable, when the process was still there to ask")
+    command_line: str | None = _f("process.command_line", "command line, when the process was still there to ask")
+    cgroup_id: int | None = _f("hdrlog.cgroup_id", "cgroup v2 id (hdrlog's name)")
+    container_id: str | None = _f("container.id", "container id, when the cgroup path names one")
+    container_runtime: str | None = _f("container.runtime", "docker, containerd, cri-o, podman or systemd-nspawn")
+
+
+_collect("tls")
 
 
 class HealthRecord(Record, kw_only=True, omit_defaults=True, frozen=True):

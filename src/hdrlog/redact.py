@@ -22,7 +22,7 @@ from urllib.parse import unquote_plus
 
 import msgspec
 
-from hdrlog.records import HttpRecord, Record
+from hdrlog.records import HttpRecord, Record, TlsRecord
 
 __all__ = [
     "Redactor",
@@ -77,6 +77,9 @@ _CMD_SCHEME = re.compile(r"(?i)((?:proxy-)?authorization:\s*[!#$%&'*+.^_`|~0-9A-
 _CMD_URL_QUERY = re.compile(r"(\?)([^\s#]+)")
 _MYSQL_CLIENTS = frozenset({"mysql", "mariadb", "mysqldump", "mysqladmin", "mariadb-dump", "mariadb-admin"})
 _MYSQL_P = re.compile(r"(\s-p)(\S+)")
+# curl -H 'Name: value': the value runs to the next option or URL (the command line is
+# argv joined with spaces, so that is where the argument ended)
+_CMD_HEADER = re.compile(r"(?<![\w-])([A-Za-z0-9-]+):[ \t]*(.+?)(?=\s+-{1,2}[A-Za-z]|\s+[A-Za-z][A-Za-z0-9+.-]*://|$)")
 _NAME_CACHE_MAX = 1024  # names come off the wire; do not remember unboundedly many
 
 Hide = Callable[[str], str]
@@ -120,9 +123,15 @@ class Redactor:
         )
 
     def __call__(self, record: R) -> R:
-        if not self.enabled or not isinstance(record, HttpRecord):
+        if not self.enabled or not isinstance(record, (HttpRecord, TlsRecord)):
             return record
         changes: dict[str, Any] = {}
+        if record.command_line:
+            cmd = self.command_line(record.command_line)
+            if cmd != record.command_line:
+                changes["command_line"] = cmd
+        if isinstance(record, TlsRecord):
+            return msgspec.structs.replace(record, **changes) if changes else record  # type: ignore[return-value]
         for field in ("request_headers", "response_headers"):
             headers = getattr(record, field)
             if headers:
@@ -133,10 +142,6 @@ class Redactor:
             query = self.query(record.url_query)
             if query != record.url_query:
                 changes["url_query"] = query
-        if record.command_line:
-            cmd = self.command_line(record.command_line)
-            if cmd != record.command_line:
-                changes["command_line"] = cmd
         if not changes:
             return record
         return msgspec.structs.replace(record, **changes)  # type: ignore[return-value]
@@ -145,6 +150,7 @@ class Redactor:
         """A process's command line with option values, credentials and URL secrets replaced."""
         hide = self._hide
         text = _USERINFO.sub(lambda m: m.group(1) + hide(m.group(2)) + m.group(3), text)
+        text = _CMD_HEADER.sub(self._cmd_header, text)
         text = _CMD_SCHEME.sub(lambda m: m.group(1) + hide(m.group(2)), text)
         text = _CMD_OPTION.sub(lambda m: m.group(1) + m.group(2) + hide(m.group(3)), text)
         text = _CMD_URL_QUERY.sub(lambda m: m.group(1) + self.query(m.group(2)), text)
@@ -152,6 +158,12 @@ class Redactor:
         if argv0 in _MYSQL_CLIENTS:
             text = _MYSQL_P.sub(lambda m: m.group(1) + hide(m.group(2)), text)
         return text
+
+    def _cmd_header(self, m: re.Match) -> str:
+        rule = self._rule(m.group(1).lower())
+        if rule is None or "://" in m.group(1):
+            return m.group(0)
+        return f"{m.group(1)}: {rule(m.group(2))}"
 
     def headers(self, headers: dict[str, list[str]]) -> dict[str, list[str]]:
         """A new map with secret values replaced, or the same map when none is secret."""

@@ -53,7 +53,8 @@ from tests.servers import (
 
 def summary_line(run: HdrlogRun) -> str:
     """The summary hdrlog prints to stderr on exit ("hdrlog: L7 ...; N records written")."""
-    return next((ln for ln in reversed(run.stderr_lines) if ln.startswith("hdrlog: ") and "records written" in ln), "")
+    lines = [ln for ln in run.stderr_lines if ln.startswith("hdrlog: ") and "records written" in ln]
+    return lines[-1] if lines else ""
 
 
 def start_runs(tmp_path: Path, *arg_lists: tuple[str, ...]) -> list[HdrlogRun]:
@@ -248,7 +249,8 @@ def _mix_traffic(mix: Mix, default: HdrlogRun) -> None:
     t["chunked"] = curl(pair, "-o", "/dev/null", f"http://{a}:{APP}/chunked")
     t["chunked_big"] = curl(pair, "-o", "/dev/null", f"http://{a}:{APP}/chunked-big")
     t["ipv6"] = curl(pair, "-g", "-o", "/dev/null", f"http://[{pair.a_ip6}]:{NOSENDFILE}/index.html")
-    t["custom"] = curl(pair, "-o", "/dev/null", "-H", "X-Custom: custom-value", f"http://{a}:{NOSENDFILE}/index.html")
+    t["custom"] = curl(pair, "-o", "/dev/null", "-H", "X-Custom: custom-value",
+                       f"http://{a}:{NOSENDFILE}/index.html")
     # a client that is gone before hdrlog reads a byte of it: the default run is stopped
     # (its events wait in the ring buffer) until curl has exited and been reaped
     default.proc.send_signal(signal.SIGSTOP)
@@ -280,7 +282,8 @@ def mix(tmp_path_factory) -> Mix:
             mix = Mix(pair, nginx.pid, pyhttp.pid, app.pid)
             names = ("default", "all", "x-custom")
             base = ("--l7-only", "--port", MIX_PORTS)
-            with hdrlog_runs(tmp_path, base, (*base, "--headers", "all"), (*base, "--headers", "x-custom")) as runs:
+            arg_lists = (base, (*base, "--headers", "all"), (*base, "--headers", "x-custom"))
+            with hdrlog_runs(tmp_path, *arg_lists) as runs:
                 _mix_traffic(mix, runs[0])
                 stop_runs(runs)
             for name, run in zip(names, runs):
@@ -293,7 +296,8 @@ def mix(tmp_path_factory) -> Mix:
 # --- tests on the mix ---------------------------------------------------------------------------
 
 
-def check_static_exchange(mix: Mix, scenario: str, port: int, *, host: str, server_address: str, query: str) -> None:
+def check_static_exchange(mix: Mix, scenario: str, port: int, *, host: str, server_address: str,
+                          query: str) -> None:
     pair, c = mix.pair, mix.traffic[scenario]
     assert isinstance(c, CurlRun) and c.only.status == 200 and c.only.size_download == PAGE_SIZE
     client, server = both(mix.records["default"], cid(pair.b_ip, pair.a_ip, c.only.local_port, port))
@@ -561,8 +565,9 @@ def test_redaction(netns_pair, tmp_path, www):
         # the secrets are on curl's command line too; a second transfer to a server that never
         # answers keeps curl there while hdrlog reads its /proc entry
         cmd = curl_cmd(pair,
-                       "-o", "/dev/null", "-H", f"Authorization: Bearer {s[1]}", "-H", f"Cookie: sid={s[2]}; theme=dark",
-                       "-H", f"X-Api-Key: {s[3]}", f"http://{pair.a_ip}:{WEB}/index.html?token={s[4]}&page=2",
+                       "-o", "/dev/null", "-H", f"Authorization: Bearer {s[1]}",
+                       "-H", f"Cookie: sid={s[2]}; theme=dark", "-H", f"X-Api-Key: {s[3]}",
+                       f"http://{pair.a_ip}:{WEB}/index.html?token={s[4]}&page=2",
                        "-o", "/dev/null", f"http://{pair.a_ip}:{discard}/", max_time=3)
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
@@ -718,8 +723,10 @@ cases = {
     "garbage": bytes(range(256)) * 64,
     "binary": b"GET \x00\xff\xfe\x01" + bytes(range(255, -1, -1)) * 16,
     "long_line": b"GET /long HTTP/1.1\r\nHost: bad\r\nX-Long: " + b"a" * (1 << 20) + b"\r\n\r\n",
-    "many_headers": b"GET /many HTTP/1.1\r\nHost: bad\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(10_000)) + b"\r\n",
-    "bad_chunk": b"POST /chunk HTTP/1.1\r\nHost: bad\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    "many_headers": b"GET /many HTTP/1.1\r\nHost: bad\r\n"
+                    + b"".join(b"X-H%d: v\r\n" % i for i in range(10_000)) + b"\r\n",
+    "bad_chunk": b"POST /chunk HTTP/1.1\r\nHost: bad\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"zz\r\nhello\r\n0\r\n\r\n",
     "mid_header": b"GET /mid HTTP/1.1\r\nHost: bad\r\nX-Partial: abc",
 }
 for name, data in cases.items():
@@ -735,7 +742,8 @@ for name, data in cases.items():
 
 def _memory_kib(pid: int) -> dict[str, int]:
     """VmRSS (resident now) and VmHWM (the most it has been resident) of a process, in KiB."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    fields = dict(line.split(":", 1) for line in status if ":" in line)
     return {k: int(fields[k].split()[0]) for k in ("VmRSS", "VmHWM")}
 
 

@@ -53,8 +53,8 @@ def macs(pair: NetnsPair) -> tuple[str, str]:
 
 @contextlib.contextmanager
 def hdrlog_running(tmp_path: Path, pair: NetnsPair, *args: str):
-    """hdrlog in namespace a, attached before the body runs; stopped (SIGINT) whatever happens."""
-    run = start_hdrlog(tmp_path, *args, netns=pair.a)
+    """hdrlog in namespace a (packets only), attached before the body runs; stopped (SIGINT) whatever happens."""
+    run = start_hdrlog(tmp_path, "--no-l7", *args, netns=pair.a)
     try:
         yield run
     finally:

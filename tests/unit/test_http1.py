@@ -970,3 +970,16 @@ def test_corpus_is_present():
         "http10_until_close",
         "garbage_then_request",
     } <= names
+
+
+def test_gap_over_chunk_data_and_its_crlf_keeps_the_framing():
+    """A chunk written with its CRLF in one syscall and cut by the capture stays in step."""
+    p = Http1Parser()
+    out = p.feed(CLIENT, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 1)
+    out += p.feed(SERVER, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"64\r\n" + b"a" * 100 + b"\r\n", 2)
+    write = b"1770\r\n" + b"b" * 6000 + b"\r\n"
+    out += p.feed(SERVER, write[:4096], 3)
+    out += p.gap(SERVER, len(write) - 4096, 3)
+    out += p.feed(SERVER, b"32\r\n" + b"c" * 50 + b"\r\n0\r\n\r\n", 4)
+    (ex,) = [x for x in out if isinstance(x, HttpExchange)]
+    assert ex.response.body_size == 6150 and not ex.response.truncated

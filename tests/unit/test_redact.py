@@ -268,6 +268,7 @@ def test_from_config():
         ("wget https://bob:sekrit123@example.com/x", "sekrit123", "https://bob:[REDACTED]@example.com/x"),
         ("curl http://x/cb?token=sekrit123&page=2", "sekrit123", "?token=[REDACTED]&page=2"),
         ("/usr/bin/mysql -u root -psekrit123 db", "sekrit123", "-u root -p[REDACTED] db"),
+        ("curl -H Cookie: sid=sekrit123; theme=dark -H X-Api-Key: k2 http://x/", "sekrit123", "Cookie: sid=[REDACTED]; theme=[REDACTED] -H X-Api-Key: [REDACTED] http://x/"),
     ],
 )
 def test_command_line_secrets_are_redacted(cmd, secret, kept):

@@ -74,6 +74,12 @@ class SocketCapture(Capture):
                 flags |= bit
         self.obj.map("sock_settings").update(_U32.pack(0), _SETTINGS.pack(flags, f.data_max, self._wake_bytes, 0))
 
+    def attach_exec(self) -> list[Link]:
+        """Report every exec (user space then looks for TLS libraries in the new program)."""
+        link = self.obj.program("on_exec").attach_tracepoint("sched", "sched_process_exec")
+        self.links.append(link)
+        return [link]
+
     def attach(self) -> list[Link]:
         """Attach every syscall tracepoint; all or none."""
         new: list[Link] = []

@@ -11,7 +11,7 @@ import msgspec
 
 from hdrlog.enrich.container import ContainerResolver, cgroup2_mount, container_from_path
 from hdrlog.enrich.process import ProcessCache, ProcessInfo
-from hdrlog.records import HttpRecord, Record
+from hdrlog.records import HttpRecord, TlsRecord, Record
 
 __all__ = [
     "ContainerEnricher",
@@ -24,6 +24,10 @@ __all__ = [
 ]
 
 
+# the record types that carry process and container context
+PROCESS_RECORDS = (HttpRecord, TlsRecord)
+
+
 class ProcessEnricher:
     """Fills process.executable.path and process.command_line from the record's pid."""
 
@@ -31,7 +35,7 @@ class ProcessEnricher:
         self.cache = cache if cache is not None else ProcessCache()
 
     def __call__(self, record: Record) -> Record:
-        if not isinstance(record, HttpRecord) or record.pid is None:
+        if not isinstance(record, PROCESS_RECORDS) or record.pid is None:
             return record
         if record.executable_path is not None and record.command_line is not None:
             return record
@@ -53,7 +57,7 @@ class ContainerEnricher:
         self.resolver = resolver if resolver is not None else ContainerResolver()
 
     def __call__(self, record: Record) -> Record:
-        if not isinstance(record, HttpRecord) or record.cgroup_id is None:
+        if not isinstance(record, PROCESS_RECORDS) or record.cgroup_id is None:
             return record
         if record.container_id is not None:
             return record

@@ -287,6 +287,15 @@ class Http1Parser:
         out = self._out = []
         s.last_ts = ts
         st = s.state
+        if st == CHUNK_DATA and n == s.remaining + 2:
+            # RFC 9112 7.1: the chunk's data and the CRLF after it, written in one syscall
+            # (nginx, Python, Go all do) and cut by the capture: still in step
+            s.body += s.remaining
+            s.base += n
+            s.remaining = 0
+            s.state = CHUNK_SIZE
+            self._out = None
+            return out
         if st == UNTIL_CLOSE or (st in (BODY, CHUNK_DATA) and n <= s.remaining):
             # RFC 9112 6.3 / 7.1: the body's (or chunk's) length is known: hidden bytes just count
             s.body += n

@@ -3,7 +3,10 @@
 A connection is one process's socket: (tgid, keyed struct sock). connect and accept start
 one and say its role; close ends it; bytes the kernel did not copy become gaps. A
 connection whose start was not seen gets its role from its first message start (a process
-that writes a request line is the client). Memory is bounded: at most MAX_CONNECTIONS are
+that writes a request line or a ClientHello is the client). TLS connections carry two
+streams: the handshake records as they crossed the socket (to the hello parser, one
+TlsHandshake item per connection) and the plaintext from the TLS library (to the HTTP
+parser, like any plaintext). Memory is bounded: at most MAX_CONNECTIONS are
 tracked, the least recently active is flushed first, idle ones are flushed after IDLE_NS.
 """
 
@@ -14,9 +17,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from hdrlog.decode import CONN_ACCEPT, CONN_CONNECT, SockConnEvent, SockDataEvent, SockId
+from hdrlog.decode import CONN_ACCEPT, CONN_CONNECT, SD_TLS, SD_TLS_RAW, SockConnEvent, SockDataEvent, SockId
+from hdrlog.protocols.tls_hello import ClientHello, ServerHello
 
-__all__ = ["Connection", "StreamTable", "StreamStats", "CLIENT", "SERVER", "MAX_CONNECTIONS", "IDLE_NS"]
+__all__ = ["Connection", "StreamTable", "StreamStats", "TlsHandshake", "CLIENT", "SERVER", "MAX_CONNECTIONS", "IDLE_NS"]
 
 CLIENT, SERVER = "client", "server"
 MAX_CONNECTIONS = 16384  # concurrent connections of a busy host; each holds a parser and a few KiB at most
@@ -34,6 +38,15 @@ class Parser(Protocol):
     def close(self, ts: int) -> list: ...
 
 
+@dataclass(frozen=True)
+class TlsHandshake:
+    """A connection's hellos (either may be None when it was not seen)."""
+
+    client: object | None
+    server: object | None
+    ts: int
+
+
 @dataclass
 class Connection:
     tgid: int
@@ -43,6 +56,11 @@ class Connection:
     parser: Parser
     started: bool  # connect or accept was seen
     last_ts: int
+    hello: Parser | None = None  # TLS: the hello parser, while the handshake goes on
+    client_hello: object | None = None
+    server_hello: object | None = None
+    tls_reported: bool = False
+    tls: bool = False  # plaintext came from a TLS library
 
     @property
     def client_ip(self) -> bytes:
@@ -71,9 +89,9 @@ class StreamStats:
 
 
 def _infer_role(direction: int, data: bytes) -> str | None:
-    if _REQUEST.match(data):
+    if _REQUEST.match(data) or data[:1] == b"\x16" and data[5:6] == b"\x01":  # ClientHello
         return CLIENT if direction == _EGRESS else SERVER
-    if _RESPONSE.match(data):
+    if _RESPONSE.match(data) or data[:1] == b"\x16" and data[5:6] == b"\x02":  # ServerHello
         return SERVER if direction == _EGRESS else CLIENT
     return None
 
@@ -81,8 +99,10 @@ def _infer_role(direction: int, data: bytes) -> str | None:
 class StreamTable:
     """feed(event) -> [(connection, parser output), ...]."""
 
-    def __init__(self, new_parser: Callable[[], Parser], max_connections: int = MAX_CONNECTIONS):
+    def __init__(self, new_parser: Callable[[], Parser], max_connections: int = MAX_CONNECTIONS,
+                 new_hello_parser: Callable[[], Parser] | None = None):
         self._new_parser = new_parser
+        self._new_hello = new_hello_parser
         self._max = max_connections
         self._conns: OrderedDict[tuple[int, int], Connection] = OrderedDict()
         self.stats = StreamStats()
@@ -108,19 +128,60 @@ class StreamTable:
         # requests travel client -> server: what a client writes, what a server reads
         side = CLIENT if (ev.direction == _EGRESS) == (conn.role == CLIENT) else SERVER
         ts = ev.id.ts_ns
+        if ev.flags & SD_TLS_RAW:
+            return out + self._handshake(conn, side, ev, ts)
+        parser = conn.parser
+        if ev.flags & SD_TLS:
+            conn.tls = True
         items = []
         if ev.data:
-            items += conn.parser.feed(side, ev.data, ts)
+            items += parser.feed(side, ev.data, ts)
         missing = ev.len - len(ev.data)
         if missing > 0:
-            items += conn.parser.gap(side, missing, ts)
+            items += parser.gap(side, missing, ts)
         return out + self._tag(conn, items)
+
+    def _handshake(self, conn: Connection, side: str, ev: SockDataEvent, ts: int) -> list[tuple[Connection, object]]:
+        if self._new_hello is None or conn.tls_reported:
+            return []
+        if conn.hello is None:
+            conn.hello = self._new_hello()
+        found = []
+        if ev.data:
+            found += conn.hello.feed(side, ev.data, ts)
+        if ev.len > len(ev.data):
+            found += conn.hello.gap(side, ev.len - len(ev.data), ts)
+        self._keep_hellos(conn, found)
+        if conn.hello.done:
+            return self._tls_report(conn, ts)
+        return []
+
+    @staticmethod
+    def _keep_hellos(conn: Connection, found: list) -> None:
+        for item in found:
+            if isinstance(item, ClientHello):
+                conn.client_hello = item
+            elif isinstance(item, ServerHello):
+                conn.server_hello = item
+
+    def _tls_report(self, conn: Connection, ts: int) -> list[tuple[Connection, object]]:
+        """The connection's TlsHandshake item, once (when both hellos are in, or at its end)."""
+        if conn.tls_reported or (conn.client_hello is None and conn.server_hello is None):
+            return []
+        conn.tls_reported = True
+        conn.hello = None
+        return self._tag(conn, [TlsHandshake(conn.client_hello, conn.server_hello, ts)])
+
+    def _close(self, conn: Connection, ts: int) -> list[tuple[Connection, object]]:
+        if conn.hello is not None:
+            self._keep_hellos(conn, conn.hello.close(ts))  # a hello cut short is still reported
+        return self._tls_report(conn, ts) + self._tag(conn, conn.parser.close(ts))
 
     def _conn_event(self, key, ev: SockConnEvent) -> list[tuple[Connection, object]]:
         out: list[tuple[Connection, object]] = []
         old = self._conns.pop(key, None)
         if old is not None:
-            out += self._tag(old, old.parser.close(ev.id.ts_ns))
+            out += self._close(old, ev.id.ts_ns)
         if ev.kind in (CONN_CONNECT, CONN_ACCEPT):
             self._open(key, ev.id, CLIENT if ev.kind == CONN_CONNECT else SERVER, True, out)
         return out
@@ -129,7 +190,7 @@ class StreamTable:
         if len(self._conns) >= self._max:
             _, victim = self._conns.popitem(last=False)
             self.stats.evicted += 1
-            out += self._tag(victim, victim.parser.close(victim.last_ts))
+            out += self._close(victim, victim.last_ts)
         conn = Connection(sid.tgid, sid.sock, sid, role, self._new_parser(), started, sid.ts_ns)
         self._conns[key] = conn
         self.stats.connections += 1
@@ -144,14 +205,14 @@ class StreamTable:
                 break
             del self._conns[key]
             self.stats.idle_flushed += 1
-            out += self._tag(conn, conn.parser.close(conn.last_ts))
+            out += self._close(conn, conn.last_ts)
         return out
 
     def close_all(self) -> list[tuple[Connection, object]]:
         out: list[tuple[Connection, object]] = []
         while self._conns:
             _, conn = self._conns.popitem(last=False)
-            out += self._tag(conn, conn.parser.close(conn.last_ts))
+            out += self._close(conn, conn.last_ts)
         return out
 
     def _tag(self, conn: Connection, items: list) -> list[tuple[Connection, object]]:

@@ -1,4 +1,5 @@
-"""An HTTP/1 exchange on a connection -> HttpRecord (OpenTelemetry names, chosen headers)."""
+"""What the L7 parsers found on a connection -> records: an HTTP/1 exchange -> HttpRecord
+(OpenTelemetry names, chosen headers), a TLS handshake -> TlsRecord (ECS names, JA3/JA4)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import ipaddress
 from dataclasses import dataclass
 
 from hdrlog.clock import Clock
-from hdrlog.records import HttpRecord
+from hdrlog.records import HttpRecord, TlsRecord
 from hdrlog.stitch.flows import community_id
-from hdrlog.stitch.streams import Connection
+from hdrlog.stitch.streams import Connection, TlsHandshake
 
-__all__ = ["HttpRecorder", "HeaderSelection", "DEFAULT_HEADERS"]
+__all__ = ["HttpRecorder", "TlsRecorder", "HeaderSelection", "DEFAULT_HEADERS"]
 
 # The header elements logged by default (more with --headers all or a list).
 DEFAULT_HEADERS = (
@@ -80,10 +81,11 @@ def _first(headers: list[tuple[str, str]], name: str) -> str | None:
     return None
 
 
-class HttpRecorder:
-    def __init__(self, clock: Clock, headers: HeaderSelection | None = None):
+class _Context:
+    """The fields every record of a connection carries: endpoints, flow, process."""
+
+    def __init__(self, clock: Clock):
         self.clock = clock
-        self.headers = headers or HeaderSelection()
         self._addrs: dict[bytes, str] = {}
 
     def _addr(self, raw: bytes) -> str:
@@ -94,19 +96,16 @@ class HttpRecorder:
             s = self._addrs[raw] = str(ipaddress.ip_address(raw))
         return s
 
-    def record(self, conn: Connection, ex) -> HttpRecord:
-        req, resp = ex.request, ex.response
-        first = req if req is not None else resp
+    def fields(self, conn: Connection, rtype: str, ts: int) -> dict:
         sid = conn.id
         f: dict = {
-            "ts": self.clock.rfc3339(first.ts_start),
-            "type": "http",
+            "ts": self.clock.rfc3339(ts),
+            "type": rtype,
             "role": conn.role,
             "pid": sid.tgid,
             "tid": sid.tid,
             "executable_name": sid.command,
             "cgroup_id": sid.cgroup_id,
-            "protocol_version": first.version,
         }
         if sid.family == _AF_UNIX:
             f["transport"] = "unix"  # no addresses, ports or flow id to give
@@ -121,6 +120,70 @@ class HttpRecorder:
                 transport="tcp",
                 community_id=community_id(_TCP, client_ip, server_ip, conn.client_port, conn.server_port),
             )
+        return f
+
+
+def _tls_names(conn: Connection) -> dict:
+    """What an HTTP record over TLS says of its connection's handshake."""
+    from hdrlog.protocols.tls_hello import cipher_name, version_name
+
+    f: dict = {"tls": True}
+    ch, sh = conn.client_hello, conn.server_hello
+    if ch is not None and ch.server_name:
+        f["tls_server_name"] = ch.server_name
+    if sh is not None:
+        f["tls_version"] = version_name(sh.version)
+        f["tls_cipher"] = cipher_name(sh.cipher_suite) or f"0x{sh.cipher_suite:04x}"
+        if sh.alpn:
+            f["tls_next_protocol"] = sh.alpn
+    return f
+
+
+class TlsRecorder:
+    def __init__(self, clock: Clock):
+        self._ctx = _Context(clock)
+
+    def record(self, conn: Connection, hs: TlsHandshake) -> TlsRecord:
+        from hdrlog.protocols.tls_hello import cipher_name, version_name
+
+        ch, sh = hs.client, hs.server
+        f = self._ctx.fields(conn, "tls", hs.ts)
+        f["version_protocol"] = "tls"
+        f["established"] = sh is not None
+        if ch is not None:
+            f.update(
+                server_name=ch.server_name,
+                alpn_offered=list(ch.alpn) or None,
+                versions_offered=[version_name(v) for v in ch.supported_versions] or None,
+                ciphers_offered=[cipher_name(c) or f"0x{c:04x}" for c in ch.cipher_suites] or None,
+                ja3=ch.ja3,
+                ja4=ch.ja4,
+            )
+            if ch.truncated:
+                f["truncated"] = True
+        if sh is not None:
+            f.update(
+                version=version_name(sh.version),
+                cipher=cipher_name(sh.cipher_suite) or f"0x{sh.cipher_suite:04x}",
+                next_protocol=sh.alpn,
+                ja3s=sh.ja3s,
+            )
+        return TlsRecord(**f)
+
+
+class HttpRecorder:
+    def __init__(self, clock: Clock, headers: HeaderSelection | None = None):
+        self.clock = clock
+        self.headers = headers or HeaderSelection()
+        self._ctx = _Context(clock)
+
+    def record(self, conn: Connection, ex) -> HttpRecord:
+        req, resp = ex.request, ex.response
+        first = req if req is not None else resp
+        f = self._ctx.fields(conn, "http", first.ts_start)
+        f["protocol_version"] = first.version
+        if conn.tls:
+            f.update(_tls_names(conn))
         if req is not None:
             path, query = _split_target(req.target)
             f.update(method=req.method, url_path=path, url_query=query, request_body_size=req.body_size)
