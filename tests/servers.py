@@ -283,3 +283,118 @@ def py_client(pair: NetnsPair, code: str, *args: str, python: str = PYTHON3,
             proc.communicate(timeout=5)
     assert proc.returncode == 0, f"python client exited {proc.returncode}: {err.decode(errors='replace')}"
     return proc.pid, out.decode()
+
+
+# --- TLS: a self-signed certificate, nginx with ssl, a Python ssl server and client --------------
+
+TLS_NAME = "test.example"  # the certificate's CN and the SNI the clients send
+
+
+@dataclass
+class Certificate:
+    cert: Path
+    key: Path
+
+
+def self_signed_certificate(tmp_path: Path, cn: str = TLS_NAME) -> Certificate:
+    """An RSA 2048 certificate for `cn`, valid one day, and its unencrypted key."""
+    require_tool("openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}",
+                    "-days", "1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return Certificate(cert, key)
+
+
+def nginx_tls_server(pair: NetnsPair, port: int, root: Path, cert: Certificate, settings: str = "") -> str:
+    """A server block with TLS 1.2 and 1.3 (nginx 1.22's default lacks 1.3) on `port` of a's
+    IPv4 and IPv6 addresses serving `root`."""
+    return (
+        f"    server {{\n"
+        f"        listen {pair.a_ip}:{port} ssl;\n"
+        f"        listen [{pair.a_ip6}]:{port} ssl;\n"
+        f"        ssl_certificate {cert.cert};\n"
+        f"        ssl_certificate_key {cert.key};\n"
+        f"        ssl_protocols TLSv1.2 TLSv1.3;\n"
+        f"        root {root};\n"
+        f"        {settings}\n"
+        f"    }}\n"
+    )
+
+
+PY_TLS_SERVER = r"""
+import functools, ssl, sys
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+host, port, root, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+
+
+class Handler(SimpleHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+
+    def log_message(self, *args):
+        pass
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+server = Server((host, port), functools.partial(Handler, directory=root))
+server.socket = ctx.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"""
+
+
+@contextlib.contextmanager
+def python_tls_server(tmp_path: Path, pair: NetnsPair, port: int, root: Path, cert: Certificate):
+    """Debian's python3 in namespace a on a's IPv4 address: http.server's SimpleHTTPRequestHandler
+    (HTTP/1.1, keep-alive) serving `root` over TLS through the ssl module (SSL_read_ex/SSL_write_ex)."""
+    script = tmp_path / "py_tls_server.py"
+    script.write_text(PY_TLS_SERVER)
+    proc = pair.popen(pair.a, PYTHON3, str(script), pair.a_ip, str(port), str(root), str(cert.cert), str(cert.key))
+    try:
+        wait_listening(pair, proc, pair.a, port, {f"{pair.a_ip}:{port}"}, "python TLS server")
+        yield proc
+    finally:
+        stop_process(proc, signal.SIGTERM)
+
+
+# sys.argv[1:]: server IP, port, SNI (also the Host header's name), "close" or "abrupt", paths.
+# Connects to the IP with that SNI, certificate not verified; prints "port version cipher",
+# then "status body-length" per request, all on one keep-alive connection. "close": every path
+# is requested and the connection closed. "abrupt": the last path's request is sent and the
+# process ends at once with os._exit (no close_notify, no SSL_free, its response never read).
+PY_TLS_CLIENT = r"""
+import http.client, os, socket, ssl, sys
+
+ip, port, sni, mode, paths = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:]
+
+
+class Conn(http.client.HTTPSConnection):
+    def connect(self):
+        raw = socket.create_connection((ip, self.port), timeout=10)
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)
+
+
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+conn = Conn(sni, port, context=ctx)
+conn.connect()
+print(conn.sock.getsockname()[1], conn.sock.version(), conn.sock.cipher()[0], flush=True)
+headers = {"User-Agent": "tls-test/1.0"}
+complete = paths[:-1] if mode == "abrupt" else paths
+for path in complete:
+    conn.request("GET", path, headers=headers)
+    resp = conn.getresponse()
+    body = resp.read()
+    print(resp.status, len(body), flush=True)
+if mode == "abrupt":
+    conn.request("GET", paths[-1], headers=headers)
+    sys.stdout.flush()
+    os._exit(0)
+conn.close()
+"""

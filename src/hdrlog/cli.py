@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="log packet headers as NDJSON",
-        description="Attach to interfaces and write one JSON object per packet. "
+        description="Attach to interfaces and syscalls and write one JSON object per packet, "
+        "HTTP exchange and TLS handshake. "
         "Flags override the config file. On exit a summary goes to stderr.",
     )
     a = run.add_argument
