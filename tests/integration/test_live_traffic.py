@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import servers
 from tests.conftest import require_tool
 from tests.hdrlog_proc import HdrlogRun, start_hdrlog
 from tests.netns import NetnsPair
@@ -79,60 +80,13 @@ def finish(run: HdrlogRun) -> list[dict]:
     return records
 
 
-NGINX_CONF = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log stderr;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/nginx-body;
-    proxy_temp_path {tmp}/nginx-proxy;
-    fastcgi_temp_path {tmp}/nginx-fastcgi;
-    uwsgi_temp_path {tmp}/nginx-uwsgi;
-    scgi_temp_path {tmp}/nginx-scgi;
-    server {{
-        listen {a_ip}:{port};
-        listen [{a_ip6}]:{port};
-        root {root};
-    }}
-}}
-"""
-
-
-def _listening(pair: NetnsPair, port: int) -> set[str]:
-    out = pair.run(pair.a, "ss", "-ltnH", f"sport = :{port}").stdout
-    return {line.split()[3] for line in out.splitlines() if line.split()}
-
-
-@contextlib.contextmanager
 def nginx_running(tmp_path: Path, pair: NetnsPair):
-    """nginx 1.22 in namespace a on port 8080 of a's IPv4 and IPv6 addresses, serving tmp_path/www.
-
-    master_process off keeps it to one process running as root, so it can read the
-    pytest tmp dir (0700) and needs no `user`; every path it writes is under tmp_path."""
-    require_tool("nginx")
+    """nginx in namespace a on port 8080 of a's IPv4 and IPv6 addresses, serving tmp_path/www."""
     root = tmp_path / "www"
     root.mkdir()
     (root / "index.html").write_text(INDEX_BODY)
     (root / "big.bin").write_bytes(bytes(i % 251 for i in range(BIG_SIZE)))
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp_path, a_ip=pair.a_ip, a_ip6=pair.a_ip6, port=HTTP_PORT, root=root))
-    proc = pair.popen(pair.a, "nginx", "-p", str(tmp_path), "-c", str(conf), "-e", "stderr")
-    try:
-        want = {f"{pair.a_ip}:{HTTP_PORT}", f"[{pair.a_ip6}]:{HTTP_PORT}"}
-
-        def ready():
-            if proc.poll() is not None:
-                raise AssertionError(f"nginx exited {proc.returncode}: {proc.communicate(timeout=5)}")
-            return want <= _listening(pair, HTTP_PORT)
-
-        wait_until("nginx to listen", ready)
-        yield proc
-    finally:
-        stop_process(proc, signal.SIGQUIT)
+    return servers.nginx_running(tmp_path, pair, {HTTP_PORT: servers.nginx_server(pair, HTTP_PORT, root)})
 
 
 @contextlib.contextmanager
