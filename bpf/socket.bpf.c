@@ -23,6 +23,7 @@
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 #define EINPROGRESS 115
+#define MSG_PEEK 2
 
 const volatile __u32 cfg_self_tgid = 0; /* hdrlog itself: never captured */
 const volatile __u64 cfg_sock_key = 0;  /* keys socket addresses so records do not show kernel pointers */
@@ -206,13 +207,15 @@ static __always_inline int process_wanted(const struct hl_sock_settings *cfg)
 	return 1;
 }
 
-__noinline int hl_stash(__u8 syscall, long fd, long buf, long n)
+__noinline int hl_stash(__u8 syscall, long fd, long buf, long n, long peek)
 {
 	const struct hl_sock_settings *cfg = settings();
 	struct stash s = {};
 	__u64 id;
 
-	if (!cfg || fd < 0 || !process_wanted(cfg))
+	/* MSG_PEEK leaves the bytes in the socket: they are read again later
+	 * (nginx peeks one byte after accept to tell TLS from plaintext) */
+	if (!cfg || fd < 0 || peek || !process_wanted(cfg))
 		return 0;
 	id = bpf_get_current_pid_tgid();
 	s.buf = buf;
@@ -469,7 +472,8 @@ static __always_inline void emit_data(const struct stash *st, long ret, int plai
 			next = CONN_TLS;
 			copy = 1;
 			s->ev.flags |= HL_SD_TLS_RAW;
-		} else if (state == CONN_NEW) {
+		} else if (state == CONN_NEW && n >= 8) {
+			/* eight bytes are enough to tell; fewer leave the connection undecided */
 			next = CONN_OTHER;
 		}
 		if (next && next != state)
@@ -653,11 +657,11 @@ int on_exec(void *ctx)
 	return 0;
 }
 
-#define ENTER(name, syscall, buf, n)                                          \
+#define ENTER(name, syscall, buf, n, peek)                                    \
 	SEC("tracepoint/syscalls/sys_enter_" #name)                           \
 	int enter_##name(struct trace_event_raw_sys_enter *ctx)               \
 	{                                                                     \
-		hl_stash(syscall, ctx->args[0], buf, n);                      \
+		hl_stash(syscall, ctx->args[0], buf, n, peek);                \
 		return 0;                                                     \
 	}
 
@@ -668,18 +672,18 @@ int on_exec(void *ctx)
 		return hl_on_exit(ctx->ret);                                  \
 	}
 
-ENTER(read, HL_SYS_READ, ctx->args[1], 0)
-ENTER(write, HL_SYS_WRITE, ctx->args[1], 0)
-ENTER(readv, HL_SYS_READV, ctx->args[1], ctx->args[2])
-ENTER(writev, HL_SYS_WRITEV, ctx->args[1], ctx->args[2])
-ENTER(sendto, HL_SYS_SENDTO, ctx->args[1], 0)
-ENTER(recvfrom, HL_SYS_RECVFROM, ctx->args[1], 0)
-ENTER(sendmsg, HL_SYS_SENDMSG, ctx->args[1], 0)
-ENTER(recvmsg, HL_SYS_RECVMSG, ctx->args[1], 0)
-ENTER(sendfile64, HL_SYS_SENDFILE, 0, 0)
-ENTER(connect, HL_SYS_CONNECT, 0, 0)
-ENTER(accept, HL_SYS_ACCEPT, 0, 0)
-ENTER(accept4, HL_SYS_ACCEPT4, 0, 0)
+ENTER(read, HL_SYS_READ, ctx->args[1], 0, 0)
+ENTER(write, HL_SYS_WRITE, ctx->args[1], 0, 0)
+ENTER(readv, HL_SYS_READV, ctx->args[1], ctx->args[2], 0)
+ENTER(writev, HL_SYS_WRITEV, ctx->args[1], ctx->args[2], 0)
+ENTER(sendto, HL_SYS_SENDTO, ctx->args[1], 0, 0)
+ENTER(recvfrom, HL_SYS_RECVFROM, ctx->args[1], 0, ctx->args[3] & MSG_PEEK)
+ENTER(sendmsg, HL_SYS_SENDMSG, ctx->args[1], 0, 0)
+ENTER(recvmsg, HL_SYS_RECVMSG, ctx->args[1], 0, ctx->args[2] & MSG_PEEK)
+ENTER(sendfile64, HL_SYS_SENDFILE, 0, 0, 0)
+ENTER(connect, HL_SYS_CONNECT, 0, 0, 0)
+ENTER(accept, HL_SYS_ACCEPT, 0, 0, 0)
+ENTER(accept4, HL_SYS_ACCEPT4, 0, 0, 0)
 
 EXIT(read)
 EXIT(write)

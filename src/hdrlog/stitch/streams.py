@@ -12,6 +12,7 @@ tracked, the least recently active is flushed first, idle ones are flushed after
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -216,5 +217,10 @@ class StreamTable:
         return out
 
     def _tag(self, conn: Connection, items: list) -> list[tuple[Connection, object]]:
+        """Each item with the connection as it is now: later events of the same batch
+        (another thread, say) must not change whose record it is."""
+        if not items:
+            return []
         self.stats.items += len(items)
-        return [(conn, item) for item in items]
+        snapshot = copy.copy(conn)
+        return [(snapshot, item) for item in items]
