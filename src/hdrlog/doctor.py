@@ -108,11 +108,18 @@ def _load_sockets() -> list[Check]:
         try:
             probes.scan_all()
             found = probes.describe()
+            skipped = sorted(set(probes.skipped.values()))
         finally:
             probes.close()
-    tls = Check("OpenSSL", bool(found), "; ".join(found) if found else "no OpenSSL library found: no HTTPS plaintext",
-                "install libssl3, or point --ssl-lib at the library or binary", required=False)
-    return out + [Check("socket program", True, "loads and passes the verifier"), tls]
+    checks = [
+        Check("socket program", True, "loads and passes the verifier"),
+        Check("OpenSSL", bool(found), "; ".join(found) if found else "no OpenSSL library found: no HTTPS plaintext",
+              "install libssl3, or point --ssl-lib at the library or binary", required=False),
+    ]
+    if skipped:
+        checks.append(Check("OpenSSL skipped", False, "; ".join(skipped),
+                            "a stripped or non-OpenSSL file: its TLS plaintext is not logged", required=False))
+    return out + checks
 
 
 def _load() -> list[Check]:
