@@ -153,35 +153,14 @@ class Agent:
                 stack.callback(sink.close)
                 pipelines: list = []
                 if packets:
-                    cap = stack.enter_context(PacketCapture.load(snaplen=cfg.snaplen, ring_size=cfg.ring_size))
-                    cap.configure(filters_from(cfg))
-                    for name, idx in indexes:
-                        # lo: each packet passes egress then ingress; ingress alone logs it once
-                        dirs = ("ingress",) if name == "lo" else ("ingress", "egress")
-                        cap.attach(idx, mode=cfg.mode, directions=dirs, xdp_mode=cfg.xdp_mode,
-                                   tc_attach=cfg.tc_attach)
-                    pipelines.append(PacketPipeline(cap, PacketRecorder(self.clock)))
+                    pipelines.append(self._start_packets(stack, indexes))
                 if cfg.l7:
-                    scap = stack.enter_context(SocketCapture.load(ring_size=cfg.l7_ring_size))
-                    scap.configure(sock_filters)
-                    scap.attach()
-                    probes = None
-                    if cfg.tls:
-                        probes = TlsProbes(scap.obj, cfg.ssl_lib)
-                        stack.callback(probes.close)
-                        probes.scan_all()
-                        scap.attach_exec()
-                        log.info("TLS: %d OpenSSL libraries probed", len(probes.libraries))
-                    recorder = HttpRecorder(self.clock, HeaderSelection.parse(cfg.headers))
-                    streams = StreamTable(Http1Parser, new_hello_parser=HelloParser)
-                    pipelines.append(SocketPipeline(scap, streams, recorder, processors, TlsRecorder(self.clock), probes))
+                    pipelines.append(self._start_sockets(stack, sock_filters, processors))
                 what = ([f"{', '.join(names)} ({cfg.mode})"] if packets else []) + (["socket syscalls (L7)"] if cfg.l7 else [])
                 log.info("attached to %s", " and ".join(what))
                 self._loop(pipelines, sink, summary)
                 for p in pipelines:
-                    p.capture.detach()
-                    if getattr(p, "tls_probes", None) is not None:
-                        p.tls_probes.close()
+                    p.detach()
                 if not (cfg.count and summary.records >= cfg.count):
                     self._drain(pipelines, sink, summary, final=True)  # what arrived before detach
                 for p in pipelines:
@@ -192,6 +171,32 @@ class Agent:
                 signal.signal(s, h)
         summary.stopped_by = self._stop_reason
         return summary
+
+    def _start_packets(self, stack: contextlib.ExitStack, indexes) -> PacketPipeline:
+        cfg = self.cfg
+        cap = stack.enter_context(PacketCapture.load(snaplen=cfg.snaplen, ring_size=cfg.ring_size))
+        cap.configure(filters_from(cfg))
+        for name, idx in indexes:
+            # lo: each packet passes egress then ingress; ingress alone logs it once
+            dirs = ("ingress",) if name == "lo" else ("ingress", "egress")
+            cap.attach(idx, mode=cfg.mode, directions=dirs, xdp_mode=cfg.xdp_mode, tc_attach=cfg.tc_attach)
+        return PacketPipeline(cap, PacketRecorder(self.clock))
+
+    def _start_sockets(self, stack: contextlib.ExitStack, filters: SocketFilters, processors) -> SocketPipeline:
+        cfg = self.cfg
+        cap = stack.enter_context(SocketCapture.load(ring_size=cfg.l7_ring_size))
+        cap.configure(filters)
+        cap.attach()
+        probes = None
+        if cfg.tls:
+            probes = TlsProbes(cap.obj, cfg.ssl_lib)
+            stack.callback(probes.close)
+            probes.scan_all()
+            cap.attach_exec()
+            log.info("TLS: %d OpenSSL libraries probed", len(probes.libraries))
+        recorder = HttpRecorder(self.clock, HeaderSelection.parse(cfg.headers))
+        streams = StreamTable(Http1Parser, new_hello_parser=HelloParser)
+        return SocketPipeline(cap, streams, recorder, processors, TlsRecorder(self.clock), probes)
 
     def _loop(self, pipelines, sink: NdjsonSink, summary: Summary) -> None:
         cfg = self.cfg

@@ -54,6 +54,9 @@ class PacketPipeline:
     def finish(self) -> list[Record]:
         return []
 
+    def detach(self) -> None:
+        self.capture.detach()
+
     def counters(self) -> dict[str, int]:
         return self.capture.counters()
 
@@ -122,6 +125,12 @@ class SocketPipeline:
 
     def finish(self) -> list[Record]:
         return self._records(self.streams.close_all())
+
+    def detach(self) -> None:
+        """Nothing more from the kernel: uprobes and tracepoints off."""
+        if self.tls_probes is not None:
+            self.tls_probes.close()
+        self.capture.detach()
 
     def counters(self) -> dict[str, int]:
         c = {f"l7_{k}": v for k, v in self.capture.counters().items()}
