@@ -34,6 +34,10 @@ summary line, its BPF programs' run_time_ns/run_cnt (bpftool prog show -j, with
 kernel.bpf_stats_enabled=1, read just before SIGINT) and coverage = http records with
 observer.role "server" / requests wrk completed.
 
+Wall time on a 2-core VM: --quick 4.5 min, --seconds 8 15.5 min, the default about 18 min.
+The machine is one of the results: on a small shared VM the baseline alone moves by +-15 %
+between runs (the "none" row), so compare medians of runs made side by side.
+
 Results: bench/results/<UTC timestamp>.md, .json (every run's numbers and the machine) and
 .png (the ratios; needs matplotlib: pip install -e '.[bench]').
 """
@@ -203,6 +207,27 @@ def count_records(path: Path) -> dict:
     return counts
 
 
+def owned_prog_ids(root: int) -> set[int]:
+    """Ids of the BPF programs the tree holds file descriptors of (/proc/PID/fdinfo prog_id):
+    only the observer's, even when something else on the host loads programs meanwhile."""
+    ids = set()
+    for pid in tree(root):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:bpf-prog":
+                    continue
+                m = re.search(r"^prog_id:\s+(\d+)", Path(f"/proc/{pid}/fdinfo/{fd}").read_text(), re.M)
+            except OSError:
+                continue
+            if m:
+                ids.add(int(m.group(1)))
+    return ids
+
+
 def bpf_progs() -> dict[int, dict]:
     return {p["id"]: p for p in json.loads(sh("bpftool", "prog", "show", "-j") or "[]")}
 
@@ -323,6 +348,9 @@ class Bench:
         r.peak_rss_kib = tree_hwm(p.pid)
         if obs.hdrlog:
             progs = bpf_progs()
+            owned = owned_prog_ids(p.pid)
+            if owned:
+                progs_before = set(progs) - owned
             r.bpf = [{"id": i, "name": q.get("name"), "type": q.get("type"),
                       "run_time_ns": q.get("run_time_ns", 0), "run_cnt": q.get("run_cnt", 0),
                       "ns_per_event": round(q["run_time_ns"] / q["run_cnt"], 1) if q.get("run_cnt") else None}
