@@ -3,5 +3,5 @@
 # Arguments go to `hdrlog run`, e.g. ./run.sh -i lo --count 10
 set -euo pipefail
 cd "$(dirname "$0")"
-scripts/setup.sh
+scripts/setup.sh run
 exec .venv/bin/hdrlog run "$@"

@@ -3,5 +3,5 @@
 # Arguments go to pytest, e.g. ./test.sh tests/unit -x
 set -euo pipefail
 cd "$(dirname "$0")"
-scripts/setup.sh
+scripts/setup.sh test
 exec .venv/bin/python -m pytest "$@"

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Sets up everything hdrlog needs on Debian 12 (as root), idempotently:
 # system packages, the Python virtual environment, and the BPF objects.
+#   scripts/setup.sh run    what `hdrlog run` needs
+#   scripts/setup.sh test   that, and the servers and tools the tests drive
 set -euo pipefail
 cd "$(dirname "$0")/.."
+purpose=${1:-run}
 
-# clang/llvm/libbpf-dev/bpftool/make build the BPF objects; the rest is what the tests run
-PACKAGES=(
-  clang llvm libbpf-dev libbpf1 bpftool make
-  python3 python3-venv python3-dev
-  iproute2 iputils-ping curl nginx-light tshark ethtool util-linux procps
-)
+# clang/llvm/libbpf-dev/bpftool/make build the BPF objects; libssl3 is what TLS logging probes
+PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool make python3 python3-venv python3-dev iproute2 libssl3)
+if [ "$purpose" = test ]; then
+  PACKAGES+=(iputils-ping curl nginx-light tshark openssl ethtool util-linux procps)
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup: run as root (it installs packages and loads eBPF programs)" >&2
@@ -31,9 +33,11 @@ fi
 if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv .venv
 fi
-stamp=.venv/.hdrlog-installed
+extra=""
+[ "$purpose" = test ] && extra="[test]"
+stamp=.venv/.hdrlog-installed-$purpose
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+  .venv/bin/pip install -q --disable-pip-version-check -e ".$extra"
   touch "$stamp"
 fi
 
