@@ -42,8 +42,6 @@ class Summary:
     counters: dict[str, int] = field(default_factory=dict)
     records: int = 0
     decode_errors: int = 0
-    interfaces: list[str] = field(default_factory=list)
-    stopped_by: str = ""
 
     def line(self) -> str:
         c = self.counters
@@ -145,7 +143,7 @@ class Agent:
         indexes = [(n, ifindex(n)) for n in names]  # unknown names fail before anything loads
         sock_filters = socket_filters_from(cfg) if cfg.l7 else None
         processors = processors_from(cfg) if cfg.l7 else []
-        summary = Summary(interfaces=names)
+        summary = Summary()
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             with contextlib.ExitStack() as stack:
@@ -169,7 +167,6 @@ class Agent:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
-        summary.stopped_by = self._stop_reason
         return summary
 
     def _start_packets(self, stack: contextlib.ExitStack, indexes) -> PacketPipeline:

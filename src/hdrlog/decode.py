@@ -4,8 +4,6 @@ tests/unit/test_abi.py checks them against the BTF of the built objects."""
 from __future__ import annotations
 
 import struct
-from typing import Iterable
-
 import msgspec
 
 __all__ = [
@@ -240,11 +238,6 @@ def decode_packet(buf: bytes | memoryview, offset: int = 0, length: int | None =
     start = offset + PACKET_SIZE
     return PacketEvent(*values, bytes(buf[start : start + captured]))
 
-
-def decode_all(records: Iterable[memoryview]) -> Iterable[PacketEvent]:
-    for rec in records:
-        if rec[0] == EV_PACKET:
-            yield decode_packet(rec)
 
 
 # ---- socket syscalls (bpf/socket.bpf.c) ----

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["Record", "PacketRecord", "HttpRecord", "TlsRecord", "HealthRecord", "COMMON_DOCS", "field_docs", "encoder", "to_builtins", "json_form"]
+__all__ = ["Record", "PacketRecord", "HttpRecord", "TlsRecord", "COMMON_DOCS", "field_docs", "to_builtins", "json_form"]
 
 
 def _f(name: str, doc: str) -> Any:
@@ -236,17 +236,6 @@ class TlsRecord(Record, kw_only=True, omit_defaults=True, frozen=True):
 _collect("tls")
 
 
-class HealthRecord(Record, kw_only=True, omit_defaults=True, frozen=True):
-    """The agent's own counters: events seen, logged and dropped by reason."""
-
-    counters: dict[str, int] = _f("counters", "kernel counters by name: seen, logged, filtered_*, sampled, ring_full, ...")
-    records: int | None = _f("records", "records written")
-    decode_errors: int | None = _f("decode_errors", "events that did not decode (counted, not logged)")
-
-
-_collect("health")
-
-
 def field_docs() -> dict[str, list[tuple[str, str]]]:
     """JSON field name and description of every record type's fields, in order."""
     return {k: list(v) for k, v in _DOCS.items()}
@@ -268,9 +257,6 @@ def json_form(record: Record):
     """What the JSON encoder is given: the record itself, or its flattened form."""
     return to_builtins(record) if isinstance(record, HttpRecord) else record
 
-
-def encoder() -> msgspec.json.Encoder:
-    return msgspec.json.Encoder()
 
 
 def markdown_reference() -> str:

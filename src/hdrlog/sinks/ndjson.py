@@ -37,9 +37,6 @@ class NdjsonSink:
         self.records += n
         self.flush()
 
-    def write(self, record: msgspec.Struct) -> None:
-        self.write_many((record,))
-
     def flush(self) -> None:
         try:
             with memoryview(self._buf) as view:

@@ -55,7 +55,6 @@ class Connection:
     id: SockId  # the latest event's identity: tuple, process, cgroup
     role: str
     parser: Parser
-    started: bool  # connect or accept was seen
     last_ts: int
     hello: Parser | None = None  # TLS: the hello parser, while the handshake goes on
     client_hello: object | None = None
@@ -86,7 +85,6 @@ class StreamStats:
     unplaced_bytes: int = 0  # bytes of connections whose role could not be told yet (skipped)
     evicted: int = 0  # connections flushed to stay under MAX_CONNECTIONS
     idle_flushed: int = 0
-    items: int = 0
 
 
 def _infer_role(direction: int, data: bytes) -> str | None:
@@ -122,7 +120,7 @@ class StreamTable:
             if role is None:
                 self.stats.unplaced_bytes += ev.len
                 return []
-            conn = self._open(key, ev.id, role, False, out)
+            conn = self._open(key, ev.id, role, out)
         self._conns.move_to_end(key)
         conn.id = ev.id
         conn.last_ts = ev.id.ts_ns
@@ -184,15 +182,15 @@ class StreamTable:
         if old is not None:
             out += self._close(old, ev.id.ts_ns)
         if ev.kind in (CONN_CONNECT, CONN_ACCEPT):
-            self._open(key, ev.id, CLIENT if ev.kind == CONN_CONNECT else SERVER, True, out)
+            self._open(key, ev.id, CLIENT if ev.kind == CONN_CONNECT else SERVER, out)
         return out
 
-    def _open(self, key, sid: SockId, role: str, started: bool, out: list) -> Connection:
+    def _open(self, key, sid: SockId, role: str, out: list) -> Connection:
         if len(self._conns) >= self._max:
             _, victim = self._conns.popitem(last=False)
             self.stats.evicted += 1
             out += self._close(victim, victim.last_ts)
-        conn = Connection(sid.tgid, sid.sock, sid, role, self._new_parser(), started, sid.ts_ns)
+        conn = Connection(sid.tgid, sid.sock, sid, role, self._new_parser(), sid.ts_ns)
         self._conns[key] = conn
         self.stats.connections += 1
         return conn
@@ -221,6 +219,5 @@ class StreamTable:
         (another thread, say) must not change whose record it is."""
         if not items:
             return []
-        self.stats.items += len(items)
         snapshot = copy.copy(conn)
         return [(snapshot, item) for item in items]
