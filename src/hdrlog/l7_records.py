@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 from hdrlog.clock import Clock
 from hdrlog.records import HttpRecord, TlsRecord
-from hdrlog.stitch.flows import community_id
+from hdrlog.stitch.flows import address_text, community_id
 from hdrlog.stitch.streams import Connection, TlsHandshake
 
 __all__ = ["HttpRecorder", "TlsRecorder", "HeaderSelection", "DEFAULT_HEADERS"]
@@ -86,15 +85,6 @@ class _Context:
 
     def __init__(self, clock: Clock):
         self.clock = clock
-        self._addrs: dict[bytes, str] = {}
-
-    def _addr(self, raw: bytes) -> str:
-        s = self._addrs.get(raw)
-        if s is None:
-            if len(self._addrs) > 65536:
-                self._addrs.clear()
-            s = self._addrs[raw] = str(ipaddress.ip_address(raw))
-        return s
 
     def fields(self, conn: Connection, rtype: str, ts: int) -> dict:
         sid = conn.id
@@ -112,9 +102,9 @@ class _Context:
         else:
             client_ip, server_ip = conn.client_ip, conn.server_ip
             f.update(
-                client_address=self._addr(client_ip),
+                client_address=address_text(client_ip),
                 client_port=conn.client_port,
-                server_address=self._addr(server_ip),
+                server_address=address_text(server_ip),
                 server_port=conn.server_port,
                 network_type="ipv4" if len(server_ip) == 4 else "ipv6",
                 transport="tcp",

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 
 from hdrlog import decode as D
 from hdrlog.clock import Clock
 from hdrlog.records import PacketRecord
-from hdrlog.stitch.flows import community_id
+from hdrlog.stitch.flows import address_text, community_id
 
 __all__ = ["PacketRecorder", "TRANSPORTS"]
 
@@ -40,12 +39,11 @@ def _ip_options(opts: bytes) -> list[int]:
 
 
 class PacketRecorder:
-    """Builds records; caches interface names and address strings."""
+    """Builds records; caches interface names."""
 
     def __init__(self, clock: Clock | None = None):
         self.clock = clock or Clock()
         self._ifnames: dict[int, str] = {}
-        self._addrs: dict[bytes, str] = {}
 
     def ifname(self, ifindex: int) -> str:
         name = self._ifnames.get(ifindex)
@@ -56,15 +54,6 @@ class PacketRecorder:
                 name = f"if{ifindex}"
             self._ifnames[ifindex] = name
         return name
-
-    def _addr(self, raw: bytes) -> str:
-        s = self._addrs.get(raw)
-        if s is None:
-            if len(self._addrs) > 65536:
-                self._addrs.clear()
-            s = str(ipaddress.ip_address(raw))
-            self._addrs[raw] = s
-        return s
 
     def record(self, ev: D.PacketEvent) -> PacketRecord:
         f: dict = {
@@ -146,8 +135,8 @@ class PacketRecorder:
             ip_ttl=ev.ttl,
             ip_proto=ev.ip_proto,
             ip_checksum=ev.ip_csum,
-            ip_src=self._addr(ev.saddr[:4]),
-            ip_dst=self._addr(ev.daddr[:4]),
+            ip_src=address_text(ev.saddr[:4]),
+            ip_dst=address_text(ev.daddr[:4]),
         )
         if ev.ip_opts_len:
             opts = ev.ip_opts[: ev.ip_opts_len]
@@ -165,8 +154,8 @@ class PacketRecorder:
             ipv6_plen=ev.ip_len,
             ipv6_nxt=ev.ip6_nxt,
             ipv6_hlim=ev.ttl,
-            ipv6_src=self._addr(ev.saddr),
-            ipv6_dst=self._addr(ev.daddr),
+            ipv6_src=address_text(ev.saddr),
+            ipv6_dst=address_text(ev.daddr),
         )
         if ev.ip6_ext_count:
             ext = ev.ipv6_ext_headers()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 
 import communityid
 
-__all__ = ["community_id"]
+__all__ = ["community_id", "address_text"]
 
 # the library logs every calculation at INFO; hdrlog's logging must not pay for that
 logging.getLogger("communityid").setLevel(logging.WARNING)
@@ -26,3 +27,9 @@ def community_id(proto: int, saddr: bytes, daddr: bytes, sport: int | None, dpor
         return _CID.calc(tpl)
     except communityid.error.Error:
         return None
+
+
+@functools.lru_cache(maxsize=FLOW_CACHE_SIZE)
+def address_text(raw: bytes) -> str:
+    """4 or 16 packed bytes -> the address as text ("10.0.0.1", "2001:db8::1")."""
+    return str(ipaddress.ip_address(raw))
