@@ -19,21 +19,13 @@ from hdrlog.protocols.http1 import (
     Limits,
     ParseFailure,
 )
+from tests.splits import pieces
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "http1"
 C, S = CLIENT, SERVER
 
 
 # -- harness: every input runs whole, byte by byte and at seeded random splits ----------------
-
-
-def _pieces(data: bytes, mode: str, rng: random.Random) -> list[bytes]:
-    if mode == "whole" or len(data) < 2:
-        return [data]
-    if mode == "bytes":
-        return [data[i : i + 1] for i in range(len(data))]
-    cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(1, 24))))
-    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
 
 
 def run(events, close_ts=None, mode="whole", seed=0, limits=None, parser=None):
@@ -45,7 +37,7 @@ def run(events, close_ts=None, mode="whole", seed=0, limits=None, parser=None):
         if ev[0] == "gap":
             out += p.gap(ev[1], ev[2], ev[3])
         else:
-            for piece in _pieces(ev[1], mode, rng):
+            for piece in pieces(ev[1], mode, rng):
                 out += p.feed(ev[0], piece, ev[2])
             if p.buffered(C) > p.limits.max_buffer or p.buffered(S) > p.limits.max_buffer:
                 raise AssertionError("buffer over limit")

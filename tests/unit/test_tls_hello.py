@@ -28,6 +28,7 @@ from hdrlog.protocols.tls_hello import (
     looks_like_tls,
     version_name,
 )
+from tests.splits import pieces
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "tls"
 C, S = CLIENT, SERVER
@@ -35,15 +36,6 @@ GREASE = [0x0A0A + 0x1010 * i for i in range(16)]
 
 
 # -- harness: every input runs whole, byte by byte and at seeded random splits ---------------------
-
-
-def _pieces(data: bytes, mode: str, rng: random.Random) -> list[bytes]:
-    if mode == "whole" or len(data) < 2:
-        return [data]
-    if mode == "bytes":
-        return [data[i : i + 1] for i in range(len(data))]
-    cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(1, 24))))
-    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
 
 
 def run(events, mode="whole", seed=0, parser=None, close_ts=None):
@@ -55,7 +47,7 @@ def run(events, mode="whole", seed=0, parser=None, close_ts=None):
         if ev[0] == "gap":
             out += p.gap(ev[1], ev[2], ev[3])
         else:
-            for piece in _pieces(ev[1], mode, rng):
+            for piece in pieces(ev[1], mode, rng):
                 out += p.feed(ev[0], piece, ev[2])
         for side in (C, S):
             assert p.buffered(side) <= p._max + 7, "buffer over its bound"
