@@ -19,6 +19,7 @@ import pytest
 from hdrlog.protocols.tls_hello import CLIENT, SERVER, ClientHello, HelloParser, ServerHello
 from tests.conftest import require_tool
 from tests.netns import NetnsPair
+from tests.tshark import tshark_fields
 
 PORT = 4433
 HOST = "tls.example"
@@ -54,27 +55,9 @@ def _wait_for_line(p: subprocess.Popen, stream, needle: str, timeout: float = 20
 
 
 def _fields(pcap: Path, display_filter: str, fields: list[str]) -> dict[str, str]:
-    args = [
-        "tshark",
-        "-r",
-        str(pcap),
-        "-Y",
-        display_filter,
-        "-T",
-        "fields",
-        "-E",
-        "separator=/t",
-        "-E",
-        "occurrence=a",
-        "-E",
-        "aggregator=,",
-    ]
-    for f in fields:
-        args += ["-e", f]
-    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
-    lines = [ln for ln in out.splitlines() if ln.strip()]
-    assert lines, f"tshark found no packet for {display_filter}"
-    return dict(zip(fields, lines[0].split("\t"), strict=True))
+    found = tshark_fields(pcap, display_filter, fields)
+    assert found, f"tshark found no packet for {display_filter}"
+    return found
 
 
 def _payloads(pcap: Path) -> list[tuple[str, bytes, int]]:

@@ -26,6 +26,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# run as a script: the repository (tests/) and src/ on the path
+sys.path[:0] = [str(HERE.parents[2]), str(HERE.parents[2] / "src")]
+
+from tests.tshark import tshark_fields  # noqa: E402
 SERVER_PORT, PROXY_PORT = 4433, 4443
 MAX_CHUNKS = 6  # per direction: the hello and what follows it is all the parser looks at
 HL_DATA_MAX = 8192  # bpf/hdrlog_abi.h: the prefix of one syscall's bytes that is copied
@@ -186,30 +190,6 @@ def start_tshark(ns: str, pcap: Path) -> subprocess.Popen:
     raise RuntimeError("tshark did not start")
 
 
-def tshark_fields(pcap: Path, display_filter: str, fields: list[str]) -> dict[str, str]:
-    args = [
-        "tshark",
-        "-r",
-        str(pcap),
-        "-Y",
-        display_filter,
-        "-T",
-        "fields",
-        "-E",
-        "separator=/t",
-        "-E",
-        "occurrence=a",
-        "-E",
-        "aggregator=,",
-    ]
-    for f in fields:
-        args += ["-e", f]
-    lines = [ln for ln in sh(*args).stdout.splitlines() if ln.strip()]
-    if not lines:
-        return {}
-    return dict(zip(fields, lines[0].split("\t"), strict=True))
-
-
 CLIENT_FIELDS = [
     "tls.handshake.ja3",
     "tls.handshake.ja3_full",
@@ -315,8 +295,6 @@ def with_prefix_cut(case: dict, prefix: int) -> dict:
 
 
 def main() -> None:
-    sys.path.insert(0, str(HERE.parents[2] / "src"))
-    sys.path.insert(0, str(HERE.parents[2]))
     from tests.unit.test_tls_hello import corpus_output  # the test's own rendering of the output
 
     ns = f"hltls-{secrets.token_hex(3)}"
