@@ -38,6 +38,7 @@ __all__ = [
     "HttpResponse",
     "Limits",
     "ParseFailure",
+    "message_sender",
 ]
 
 CLIENT = "client"  # bytes the client sent (requests)
@@ -143,6 +144,15 @@ _START_LINES = {line: re.compile(line) for line in (_REQUEST_LINE, _STATUS_LINE)
 _START_SEARCH = {
     line: re.compile(b"^" + line, re.MULTILINE) for line in (_REQUEST_LINE, _STATUS_LINE)
 }
+
+
+def message_sender(data: bytes) -> str | None:
+    """CLIENT if `data` starts with a request line, SERVER if with a status line, else None."""
+    if _START_LINES[_REQUEST_LINE].match(data):
+        return CLIENT
+    if _START_LINES[_STATUS_LINE].match(data):
+        return SERVER
+    return None
 
 # Side states. Body framing and resync are by hand: no HTTP library reads on from a gap or
 # finds the next message in the middle of a stream.

@@ -13,24 +13,20 @@ tracked, the least recently active is flushed first, idle ones are flushed after
 from __future__ import annotations
 
 import copy
-import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from hdrlog.decode import CONN_ACCEPT, CONN_CONNECT, SD_TLS, SD_TLS_RAW, SockConnEvent, SockDataEvent, SockId
+from hdrlog.protocols.http1 import CLIENT, SERVER, message_sender
 from hdrlog.protocols.tls_hello import ClientHello, ServerHello
 
 __all__ = ["Connection", "StreamTable", "StreamStats", "TlsHandshake", "CLIENT", "SERVER", "MAX_CONNECTIONS", "IDLE_NS"]
 
-CLIENT, SERVER = "client", "server"
 MAX_CONNECTIONS = 16384  # concurrent connections of a busy host; each holds a parser and a few KiB at most
 IDLE_NS = 300 * 1_000_000_000  # a keep-alive connection silent for 5 minutes is flushed
 _EGRESS = 1
 
-# A message start at the beginning of a syscall's bytes (RFC 9112 3 and 4).
-_REQUEST = re.compile(rb"(?:GET|POST|PUT|HEAD|DELETE|OPTIONS|PATCH|CONNECT|TRACE) \S+ HTTP/1\.[01]\r?\n")
-_RESPONSE = re.compile(rb"HTTP/1\.[01] \d{3}")
 
 
 class Parser(Protocol):
@@ -88,11 +84,16 @@ class StreamStats:
 
 
 def _infer_role(direction: int, data: bytes) -> str | None:
-    if _REQUEST.match(data) or data[:1] == b"\x16" and data[5:6] == b"\x01":  # ClientHello
-        return CLIENT if direction == _EGRESS else SERVER
-    if _RESPONSE.match(data) or data[:1] == b"\x16" and data[5:6] == b"\x02":  # ServerHello
-        return SERVER if direction == _EGRESS else CLIENT
-    return None
+    """The role of the process that moved `data`: whoever sends a request or a ClientHello
+    is the client (a TLS handshake record's 6th byte is the message type, RFC 8446 4)."""
+    sender = message_sender(data)
+    if sender is None and data[:1] == b"\x16":
+        sender = {b"\x01": CLIENT, b"\x02": SERVER}.get(data[5:6])
+    if sender is None:
+        return None
+    if direction == _EGRESS:
+        return sender
+    return SERVER if sender == CLIENT else CLIENT
 
 
 class StreamTable:
