@@ -193,3 +193,38 @@ def test_ring_buffer_rejects_other_maps(probes):
     """A RingBuffer can only be made from a ring buffer map."""
     with pytest.raises(TypeError):
         RingBuffer(probes.map("table"))
+
+
+def test_ring_buffer_runs_of_equal_records(test_objects):
+    """Runs of same-size records (read with one strided compare) mixed with other sizes, across the
+    ring's wrap-around and a max_bytes cut, come out whole and in order; a batch of one size says so."""
+    with ObjectSpec.open(test_objects / "ring_echo.bpf.o") as spec:
+        obj = spec.load()
+    with obj, RingBuffer(obj.map("echo_ring")) as ring:
+        prog = obj.program("ring_echo")
+
+        def send(i: int, size: int) -> None:
+            prog.test_run(U32.pack(i) + bytes([i % 251]) * (size - 4))
+
+        i, seen = 0, []
+        for round_ in range(30):
+            for size, count in ((64, 37), (70, 1), (71, 2), (64, 5), (1024, 20), (64, 1), (19, 3)):
+                for _ in range(count):
+                    send(i, size)
+                    i += 1
+            while len(seen) < i:
+                batch = ring.drain(max_bytes=1 << 13 if round_ % 2 else None)
+                for rec in batch:
+                    n = U32.unpack(rec[:4])[0]
+                    assert bytes(rec[4:]) == bytes([n % 251]) * (len(rec) - 4)
+                    seen.append(n)
+        assert seen == list(range(i))
+
+        for j in range(50):
+            send(j, 64)
+        batch = ring.drain()
+        assert len(batch) == 50 and batch.stride == 72 and len(batch.data) == 50 * 72
+        assert list(batch.offsets) == [8 + j * 72 for j in range(50)]
+        send(0, 64)
+        send(1, 65)
+        assert ring.drain().stride == 0
