@@ -22,6 +22,9 @@ __all__ = [
     "decode_sock_event",
     "PACKET_FIELDS",
     "PACKET_SIZE",
+    "PACKET_STRIDE",
+    "PACKET_RECORDS",
+    "packet_values",
     "PacketEvent",
     "DecodeError",
     "decode_packet",
@@ -144,6 +147,9 @@ PACKET_FIELDS: tuple[tuple[str, str], ...] = (
 # Little-endian, no implicit alignment: the C struct's padding is spelled out above.
 _PACKET = struct.Struct("<" + "".join(f for _, f in PACKET_FIELDS))
 PACKET_SIZE = _PACKET.size
+# A ring record of a packet without payload: 8-byte ring header, the struct, 8-byte alignment.
+PACKET_STRIDE = (PACKET_SIZE + 8 + 7) & ~7
+PACKET_RECORDS = struct.Struct(f"<8x{_PACKET.format[1:]}{PACKET_STRIDE - 8 - PACKET_SIZE}x")
 
 
 class DecodeError(ValueError):
@@ -224,8 +230,8 @@ class PacketEvent(msgspec.Struct, frozen=True, array_like=True):
         return list(self.ip6_ext[: min(self.ip6_ext_count, 8)])
 
 
-def decode_packet(buf: bytes | memoryview, offset: int = 0, length: int | None = None) -> PacketEvent:
-    """Decode one struct hl_packet (and its payload) at `offset` of `buf`."""
+def packet_values(buf: bytes | memoryview, offset: int = 0, length: int | None = None) -> tuple[tuple, bytes]:
+    """struct hl_packet's values (PACKET_FIELDS without padding) and its payload, checked."""
     avail = (len(buf) - offset) if length is None else length
     if avail < PACKET_SIZE:
         raise DecodeError(f"packet event of {avail} bytes, the layout needs {PACKET_SIZE}")
@@ -236,7 +242,13 @@ def decode_packet(buf: bytes | memoryview, offset: int = 0, length: int | None =
     if captured > avail - PACKET_SIZE:
         raise DecodeError(f"packet event claims {captured} payload bytes, {avail - PACKET_SIZE} follow")
     start = offset + PACKET_SIZE
-    return PacketEvent(*values, bytes(buf[start : start + captured]))
+    return values, bytes(buf[start : start + captured])
+
+
+def decode_packet(buf: bytes | memoryview, offset: int = 0, length: int | None = None) -> PacketEvent:
+    """Decode one struct hl_packet (and its payload) at `offset` of `buf`."""
+    values, payload = packet_values(buf, offset, length)
+    return PacketEvent(*values, payload)
 
 
 

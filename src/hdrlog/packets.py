@@ -1,24 +1,79 @@
-"""PacketEvent -> PacketRecord: the header elements under their Wireshark names."""
+"""struct hl_packet values -> one `packet` record, written straight as a JSON line.
+
+A packet record has up to ~60 fields and a busy host sends ~100k packets a second, so this
+path does not build an object per packet: the text is assembled from fragments. What is
+constant for a flow (interface, Community ID, MACs, VLAN tags, addresses, ports) is
+formatted once per flow and cached; what changes per packet is formatted from lookup
+tables (TOS, IP flags, TCP flags) and a few %-formats. Field names and types are those of
+records.PacketRecord, in its order; tests decode every line into PacketRecord strictly.
+"""
 
 from __future__ import annotations
 
 import socket
 
+import msgspec
+
 from hdrlog import decode as D
 from hdrlog.clock import Clock
-from hdrlog.records import PacketRecord
 from hdrlog.stitch.flows import address_text, community_id
 
-__all__ = ["PacketRecorder", "TRANSPORTS"]
+__all__ = ["PacketEncoder", "TRANSPORTS", "VALUE_NAMES"]
 
 TRANSPORTS = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 132: "sctp", 47: "gre"}
 _ECHO_V4 = {0, 8, 13, 14, 15, 16, 17, 18}  # types that carry identifier and sequence
 _ECHO_V6 = {128, 129}
 _TPID_8021AD = (0x88A8, 0x9100)
+_FLOW_KEY_FLAGS = D.PKT_L4 | D.PKT_IP_FRAGMENT | D.PKT_HDR_TRUNCATED
+# Flows whose constant text is kept; past this the cache starts over (a few hundred bytes each).
+FLOW_TEXT_CACHE = 65536
+
+# The order encode() unpacks struct hl_packet's values in; checked against decode.PACKET_FIELDS.
+VALUE_NAMES = (
+    "type direction flags malformed ifindex ts_ns len l4_payload captured eth_proto eth_dst eth_src "
+    "eth_type vlan_count ip_version vlan_tpid vlan_tci ip_proto ttl tos ip_hdr_len ip_len ip_id "
+    "ip_frag ip_csum saddr daddr ip6_flow ip6_nxt ip6_ext_count ip_opts_len l4_hdr_len ip6_ext "
+    "ip6_frag_id ip6_frag ip_opts sport dport seq ack window urg_ptr tcp_flags l4_csum mss wscale "
+    "sack_count tcp_opts icmp_type icmp_code udp_len icmp_rest ts_val ts_ecr sack"
+).split()
+assert VALUE_NAMES == [n for n, f in D.PACKET_FIELDS if not f.endswith("x")], "PACKET_FIELDS changed"
+
+_json = msgspec.json.encode
 
 
-def _mac(b: bytes) -> str:
-    return b.hex(":")
+def _s(value: str) -> str:
+    """A JSON string literal (names such as interfaces may hold any character)."""
+    return _json(value).decode()
+
+
+def _b(flag: int) -> str:
+    return "true" if flag else "false"
+
+
+def _ds(prefix: str, tos: int) -> str:
+    return f'"{prefix}":{tos},"{prefix}.dscp":{tos >> 2},"{prefix}.ecn":{tos & 3},'
+
+
+_TOS4 = [_ds("ip.dsfield", t) for t in range(256)]
+_TOS6 = [_ds("ipv6.tclass", t) for t in range(256)]
+_IP_FLAGS = [
+    f'"ip.flags":{f},"ip.flags.rb":{_b(f & 4)},"ip.flags.df":{_b(f & 2)},"ip.flags.mf":{_b(f & 1)},'
+    for f in range(8)
+]
+_TCP_FLAG_NAMES = ((0x100, "ae"), (0x80, "cwr"), (0x40, "ece"), (0x20, "urg"), (0x10, "ack"),
+                   (0x08, "push"), (0x04, "reset"), (0x02, "syn"), (0x01, "fin"))  # fmt: skip
+
+
+def _tcp_flags_text(fl: int) -> str:
+    return f'"tcp.flags":{fl},' + "".join(f'"tcp.flags.{n}":{_b(fl & bit)},' for bit, n in _TCP_FLAG_NAMES)
+
+
+_TCP_FLAGS = [_tcp_flags_text(f) for f in range(512)]
+
+_IPV4 = '"ip.version":4,"ip.hdr_len":%d,%s"ip.len":%d,"ip.id":%d,%s"ip.frag_offset":%d,"ip.ttl":%d,"ip.checksum":%d,'
+_IPV6 = '"ipv6.version":6,%s"ipv6.flow":%d,"ipv6.plen":%d,"ipv6.nxt":%d,"ipv6.hlim":%d,'
+_TCP = ('"tcp.seq_raw":%d,"tcp.ack_raw":%d,"tcp.hdr_len":%d,%s"tcp.window_size_value":%d,'
+        '"tcp.checksum":%d,"tcp.urgent_pointer":%d,"tcp.len":%d,')  # fmt: skip
 
 
 def _ip_options(opts: bytes) -> list[int]:
@@ -38,189 +93,169 @@ def _ip_options(opts: bytes) -> list[int]:
     return types
 
 
-class PacketRecorder:
-    """Builds records; caches interface names."""
+def _ints(values) -> str:
+    return "[" + ",".join(str(x) for x in values) + "]"
+
+
+class PacketEncoder:
+    """Packet event values -> JSON lines; caches interface names and per-flow text."""
 
     def __init__(self, clock: Clock | None = None):
         self.clock = clock or Clock()
-        self._ifnames: dict[int, str] = {}
+        self._ifaces: dict[tuple[int, int, int], str] = {}
+        self._flows: dict[tuple, tuple[str, str, str]] = {}
 
     def ifname(self, ifindex: int) -> str:
-        name = self._ifnames.get(ifindex)
-        if name is None:
-            try:
-                name = socket.if_indextoname(ifindex)
-            except OSError:
-                name = f"if{ifindex}"
-            self._ifnames[ifindex] = name
-        return name
+        try:
+            return socket.if_indextoname(ifindex)
+        except OSError:
+            return f"if{ifindex}"
 
-    def record(self, ev: D.PacketEvent) -> PacketRecord:
-        f: dict = {
-            "ts": self.clock.rfc3339(ev.ts_ns),
-            "type": "packet",
-            "interface": self.ifname(ev.ifindex),
-            "direction": "egress" if ev.direction else "ingress",
-            "hook": "xdp" if ev.flags & D.PKT_XDP else "tc",
-            "frame_len": ev.len,
-        }
-        if ev.flags & D.PKT_HDR_TRUNCATED:
-            f["truncated"] = True
-        if ev.malformed:
-            f["malformed"] = D.MALFORMED[ev.malformed] if ev.malformed < len(D.MALFORMED) else str(ev.malformed)
-        if ev.eth_type:
-            f["eth_dst"] = _mac(ev.eth_dst)
-            f["eth_src"] = _mac(ev.eth_src)
-            f["eth_type"] = ev.eth_type
-        if ev.vlan_count:
-            self._vlan(ev, f)
-        if ev.ip_version == 4:
-            self._ipv4(ev, f)
-        elif ev.ip_version == 6:
-            self._ipv6(ev, f)
-        if ev.flags & D.PKT_L4:
-            proto = ev.ip_proto
-            if proto == 6:
-                self._tcp(ev, f)
-            elif proto == 17:
-                f.update(udp_srcport=ev.sport, udp_dstport=ev.dport, udp_length=ev.udp_len, udp_checksum=ev.l4_csum)
-                if ev.payload:
-                    f["udp_payload"] = ev.payload.hex()
+    def _iface(self, ifindex: int, direction: int, xdp: int) -> str:
+        text = (f'"frame.interface_name":{_s(self.ifname(ifindex))},'
+                f'"network.direction":"{"egress" if direction else "ingress"}",'
+                f'"hdrlog.hook":"{"xdp" if xdp else "tc"}",')  # fmt: skip
+        self._ifaces[(ifindex, direction, xdp)] = text
+        return text
+
+    def encode(self, v: tuple, payload: bytes = b"") -> bytes:
+        """One JSON line (no newline) for struct hl_packet's values `v` and its payload bytes."""
+        (_, direction, flags, malformed, ifindex, ts_ns, flen, l4_payload, _, eth_proto, eth_dst, eth_src,
+         eth_type, vlan_count, ip_version, vlan_tpid, vlan_tci, ip_proto, ttl, tos, ip_hdr_len, ip_len, ip_id,
+         ip_frag, ip_csum, saddr, daddr, ip6_flow, ip6_nxt, ip6_ext_count, ip_opts_len, l4_hdr_len, ip6_ext,
+         ip6_frag_id, ip6_frag, ip_opts, sport, dport, seq, ack, window, urg_ptr, tcp_flags, l4_csum, mss, wscale,
+         sack_count, tcp_opts, icmp_type, icmp_code, udp_len, icmp_rest, ts_val, ts_ecr, sack) = v  # fmt: skip
+        xdp = flags & D.PKT_XDP
+        iface = self._ifaces.get((ifindex, direction, xdp)) or self._iface(ifindex, direction, xdp)
+        key = (flags & _FLOW_KEY_FLAGS, malformed, eth_type, eth_dst, eth_src, vlan_count, vlan_tpid, vlan_tci,
+               eth_proto, ip_version, ip_proto, saddr, daddr, sport, dport, icmp_type, icmp_code)  # fmt: skip
+        flow = self._flows.get(key)
+        if flow is None:
+            flow = self._flow_text(key)
+        parts = ['{"ts":"', self.clock.rfc3339(ts_ns), '","type":"packet",', iface, '"frame.len":%d,' % flen, flow[0]]
+        if ip_version == 4:
+            parts.append(_IPV4 % (ip_hdr_len, _TOS4[tos], ip_len, ip_id, _IP_FLAGS[ip_frag >> 13], ip_frag & 0x1FFF,
+                                  ttl, ip_csum))
+            parts.append(flow[1])
+            if ip_opts_len:
+                opts = ip_opts[:ip_opts_len]
+                parts.append(f'"ip.opt.type":{_ints(_ip_options(opts))},"ip.options":"{opts.hex()}",')
+        elif ip_version == 6:
+            parts.append(_IPV6 % (_TOS6[tos], ip6_flow, ip_len, ip6_nxt, ttl))
+            parts.append(flow[1])
+            if ip6_ext_count:
+                ext = list(ip6_ext[: min(ip6_ext_count, 8)])
+                parts.append(f'"ipv6.ext_headers":{_ints(ext)},')
+                if 44 in ext:
+                    parts.append(f'"ipv6.fraghdr.offset":{ip6_frag >> 3},"ipv6.fraghdr.more":{_b(ip6_frag & 1)},'
+                                 f'"ipv6.fraghdr.ident":{ip6_frag_id},')
+        if flags & D.PKT_L4:
+            parts.append(flow[2])
+            if ip_proto == 6:
+                parts.append(_TCP % (seq, ack, l4_hdr_len, _TCP_FLAGS[tcp_flags] if tcp_flags < 512
+                                     else _tcp_flags_text(tcp_flags), window, l4_csum, urg_ptr, l4_payload))
+                if tcp_opts:
+                    parts.append(self._tcp_options(tcp_opts, mss, wscale, sack_count, sack, ts_val, ts_ecr))
+                if flags & D.PKT_TCP_OPTS_BAD:
+                    parts.append('"tcp.options.malformed":true,')
+                if payload:
+                    parts.append(f'"tcp.payload":"{payload.hex()}",')
+            elif ip_proto == 17:
+                parts.append('"udp.length":%d,"udp.checksum":%d,' % (udp_len, l4_csum))
+                if payload:
+                    parts.append(f'"udp.payload":"{payload.hex()}",')
             else:
-                self._icmp(ev, f)
-        return PacketRecord(**f)
+                parts.append(self._icmp(ip_proto, icmp_type, l4_csum, icmp_rest))
+                if payload:
+                    parts.append(f'"data.data":"{payload.hex()}",')
+        line = "".join(parts)
+        return (line[:-1] + "}").encode()
 
-    def _vlan(self, ev: D.PacketEvent, f: dict) -> None:
-        tags = ev.vlan_tags()
+    def _flow_text(self, key: tuple) -> tuple[str, str, str]:
+        """(text before the IP fields, IP protocol and addresses, ports / ICMP type and code)."""
+        (kflags, malformed, eth_type, eth_dst, eth_src, vlan_count, vlan_tpid, vlan_tci, eth_proto, ip_version,
+         proto, saddr, daddr, sport, dport, icmp_type, icmp_code) = key  # fmt: skip
+        head, l3, l4 = [], "", ""
+        alen = 4 if ip_version == 4 else 16
+        if ip_version == 4 or (ip_version == 6 and not malformed):
+            head.append(f'"network.transport":{_s(TRANSPORTS.get(proto, str(proto)))},')
+            cid = None
+            if kflags & D.PKT_L4:
+                ports = (icmp_type, icmp_code) if proto in (1, 58) else (sport, dport)
+                cid = community_id(proto, saddr[:alen], daddr[:alen], *ports)
+            elif not (kflags & D.PKT_IP_FRAGMENT or proto in (6, 17, 132)):
+                cid = community_id(proto, saddr[:alen], daddr[:alen], None, None)
+            # (ports not seen: a Community ID without them would name another flow)
+            if cid:
+                head.insert(0, f'"network.community_id":{_s(cid)},')
+        if kflags & D.PKT_HDR_TRUNCATED:
+            head.append('"packet.truncated":true,')
+        if malformed:
+            name = D.MALFORMED[malformed] if malformed < len(D.MALFORMED) else str(malformed)
+            head.append(f'"packet.malformed":{_s(name)},')
+        if eth_type:
+            head.append(f'"eth.dst":"{eth_dst.hex(":")}","eth.src":"{eth_src.hex(":")}","eth.type":{eth_type},')
+        if vlan_count:
+            head.append(self._vlan(vlan_count, vlan_tpid, vlan_tci, eth_proto))
+        if ip_version == 4:
+            l3 = f'"ip.proto":{proto},"ip.src":"{address_text(saddr[:4])}","ip.dst":"{address_text(daddr[:4])}",'
+        elif ip_version == 6:
+            l3 = f'"ipv6.src":"{address_text(saddr)}","ipv6.dst":"{address_text(daddr)}",'
+        if proto == 6:
+            l4 = f'"tcp.srcport":{sport},"tcp.dstport":{dport},'
+        elif proto == 17:
+            l4 = f'"udp.srcport":{sport},"udp.dstport":{dport},'
+        elif proto == 1:
+            l4 = f'"icmp.type":{icmp_type},"icmp.code":{icmp_code},'
+        else:
+            l4 = f'"icmpv6.type":{icmp_type},"icmpv6.code":{icmp_code},'
+        if len(self._flows) >= FLOW_TEXT_CACHE:
+            self._flows.clear()
+        text = self._flows[key] = ("".join(head), l3, l4)
+        return text
+
+    @staticmethod
+    def _vlan(count: int, tpid_raw: bytes, tci_raw: bytes, eth_proto: int) -> str:
+        tpids = int.from_bytes(tpid_raw[0:2], "little"), int.from_bytes(tpid_raw[2:4], "little")
+        tcis = int.from_bytes(tci_raw[0:2], "little"), int.from_bytes(tci_raw[2:4], "little")
+        tags = [(tpids[i], tcis[i]) for i in range(min(count, 2))]
+        out = ""
         if len(tags) == 2 or tags[0][0] in _TPID_8021AD:
             tci = tags[0][1]
-            f.update(svlan_id=tci & 0xFFF, svlan_priority=tci >> 13, svlan_dei=bool(tci & 0x1000))
+            out += f'"ieee8021ad.id":{tci & 0xFFF},"ieee8021ad.priority":{tci >> 13},"ieee8021ad.dei":{_b(tci & 0x1000)},'
             tags = tags[1:]
         if tags:
             tci = tags[0][1]
-            f.update(vlan_id=tci & 0xFFF, vlan_priority=tci >> 13, vlan_dei=bool(tci & 0x1000))
-            f["vlan_etype"] = ev.eth_proto
+            out += (f'"vlan.id":{tci & 0xFFF},"vlan.priority":{tci >> 13},"vlan.dei":{_b(tci & 0x1000)},'
+                    f'"vlan.etype":{eth_proto},')  # fmt: skip
+        return out
 
-    def _flow(self, ev: D.PacketEvent, f: dict, alen: int) -> None:
-        proto = ev.ip_proto
-        f["transport"] = TRANSPORTS.get(proto, str(proto))
-        if ev.flags & D.PKT_L4:
-            if proto in (1, 58):
-                sport, dport = ev.icmp_type, ev.icmp_code
-            else:
-                sport, dport = ev.sport, ev.dport
-            cid = community_id(proto, ev.saddr[:alen], ev.daddr[:alen], sport, dport)
-        elif ev.flags & D.PKT_IP_FRAGMENT or proto in (6, 17, 132):
-            return  # ports not seen: a Community ID without them would name another flow
-        else:
-            cid = community_id(proto, ev.saddr[:alen], ev.daddr[:alen], None, None)
-        if cid:
-            f["community_id"] = cid
-
-    def _ipv4(self, ev: D.PacketEvent, f: dict) -> None:
-        frag = ev.ip_frag
-        f.update(
-            ip_version=4,
-            ip_hdr_len=ev.ip_hdr_len,
-            ip_dsfield=ev.tos,
-            ip_dscp=ev.tos >> 2,
-            ip_ecn=ev.tos & 3,
-            ip_len=ev.ip_len,
-            ip_id=ev.ip_id,
-            ip_flags=frag >> 13,
-            ip_flags_rb=bool(frag & 0x8000),
-            ip_flags_df=bool(frag & 0x4000),
-            ip_flags_mf=bool(frag & 0x2000),
-            ip_frag_offset=frag & 0x1FFF,
-            ip_ttl=ev.ttl,
-            ip_proto=ev.ip_proto,
-            ip_checksum=ev.ip_csum,
-            ip_src=address_text(ev.saddr[:4]),
-            ip_dst=address_text(ev.daddr[:4]),
-        )
-        if ev.ip_opts_len:
-            opts = ev.ip_opts[: ev.ip_opts_len]
-            f["ip_options"] = opts.hex()
-            f["ip_opt_type"] = _ip_options(opts)
-        self._flow(ev, f, 4)
-
-    def _ipv6(self, ev: D.PacketEvent, f: dict) -> None:
-        f.update(
-            ipv6_version=6,
-            ipv6_tclass=ev.tos,
-            ipv6_dscp=ev.tos >> 2,
-            ipv6_ecn=ev.tos & 3,
-            ipv6_flow=ev.ip6_flow,
-            ipv6_plen=ev.ip_len,
-            ipv6_nxt=ev.ip6_nxt,
-            ipv6_hlim=ev.ttl,
-            ipv6_src=address_text(ev.saddr),
-            ipv6_dst=address_text(ev.daddr),
-        )
-        if ev.ip6_ext_count:
-            ext = ev.ipv6_ext_headers()
-            f["ipv6_ext"] = ext
-            if 44 in ext:
-                f.update(
-                    ipv6_frag_offset=ev.ip6_frag >> 3,
-                    ipv6_frag_more=bool(ev.ip6_frag & 1),
-                    ipv6_frag_ident=ev.ip6_frag_id,
-                )
-        if not ev.malformed:
-            self._flow(ev, f, 16)
-
-    def _tcp(self, ev: D.PacketEvent, f: dict) -> None:
-        fl = ev.tcp_flags
-        f.update(
-            tcp_srcport=ev.sport,
-            tcp_dstport=ev.dport,
-            tcp_seq_raw=ev.seq,
-            tcp_ack_raw=ev.ack,
-            tcp_hdr_len=ev.l4_hdr_len,
-            tcp_flags=fl,
-            tcp_flags_ae=bool(fl & 0x100),
-            tcp_flags_cwr=bool(fl & 0x80),
-            tcp_flags_ece=bool(fl & 0x40),
-            tcp_flags_urg=bool(fl & 0x20),
-            tcp_flags_ack=bool(fl & 0x10),
-            tcp_flags_push=bool(fl & 0x08),
-            tcp_flags_reset=bool(fl & 0x04),
-            tcp_flags_syn=bool(fl & 0x02),
-            tcp_flags_fin=bool(fl & 0x01),
-            tcp_window=ev.window,
-            tcp_checksum=ev.l4_csum,
-            tcp_urgent=ev.urg_ptr,
-            tcp_len=ev.l4_payload,
-        )
-        opts = ev.tcp_opts
+    @staticmethod
+    def _tcp_options(opts: int, mss: int, wscale: int, sack_count: int, sack: bytes, ts_val: int, ts_ecr: int) -> str:
+        out = ""
         if opts & D.TCPOPT_MSS:
-            f["tcp_mss"] = ev.mss
+            out += f'"tcp.options.mss_val":{mss},'
         if opts & D.TCPOPT_WSCALE:
-            f["tcp_wscale"] = ev.wscale
-            f["tcp_wscale_mult"] = 1 << min(ev.wscale, 14)  # RFC 7323 2.3: shifts above 14 mean 14
+            # RFC 7323 2.3: shifts above 14 mean 14
+            out += f'"tcp.options.wscale.shift":{wscale},"tcp.options.wscale.multiplier":{1 << min(wscale, 14)},'
         if opts & D.TCPOPT_SACK_PERM:
-            f["tcp_sack_perm"] = True
+            out += '"tcp.options.sack_perm":true,'
         if opts & D.TCPOPT_SACK:
-            blocks = ev.sack_blocks()
-            f["tcp_sack_le"] = [le for le, _ in blocks]
-            f["tcp_sack_re"] = [re for _, re in blocks]
+            edges = [int.from_bytes(sack[i : i + 4], "little") for i in range(0, 8 * min(sack_count, 4), 4)]
+            out += f'"tcp.options.sack_le":{_ints(edges[0::2])},"tcp.options.sack_re":{_ints(edges[1::2])},'
         if opts & D.TCPOPT_TIMESTAMP:
-            f["tcp_tsval"] = ev.ts_val
-            f["tcp_tsecr"] = ev.ts_ecr
-        if ev.flags & D.PKT_TCP_OPTS_BAD:
-            f["tcp_options_bad"] = True
-        if ev.payload:
-            f["tcp_payload"] = ev.payload.hex()
+            out += f'"tcp.options.timestamp.tsval":{ts_val},"tcp.options.timestamp.tsecr":{ts_ecr},'
+        return out
 
-    def _icmp(self, ev: D.PacketEvent, f: dict) -> None:
-        ident, seq = ev.icmp_rest >> 16, ev.icmp_rest & 0xFFFF
-        if ev.ip_proto == 1:
-            f.update(icmp_type=ev.icmp_type, icmp_code=ev.icmp_code, icmp_checksum=ev.l4_csum)
-            if ev.icmp_type in _ECHO_V4:
-                f.update(icmp_ident=ident, icmp_seq=seq)
+    @staticmethod
+    def _icmp(proto: int, icmp_type: int, csum: int, rest: int) -> str:
+        ident, seq = rest >> 16, rest & 0xFFFF
+        if proto == 1:
+            out = f'"icmp.checksum":{csum},'
+            if icmp_type in _ECHO_V4:
+                out += f'"icmp.ident":{ident},"icmp.seq":{seq},'
         else:
-            f.update(icmpv6_type=ev.icmp_type, icmpv6_code=ev.icmp_code, icmpv6_checksum=ev.l4_csum)
-            if ev.icmp_type in _ECHO_V6:
-                f.update(icmpv6_ident=ident, icmpv6_seq=seq)
-        if ev.payload:
-            f["data"] = ev.payload.hex()
+            out = f'"icmpv6.checksum":{csum},'
+            if icmp_type in _ECHO_V6:
+                out += f'"icmpv6.echo.identifier":{ident},"icmpv6.echo.sequence_number":{seq},'
+        return out

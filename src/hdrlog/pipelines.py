@@ -1,6 +1,6 @@
 """The paths from a ring buffer to records, one per capture:
 
-    packets: ring -> decode -> PacketRecord
+    packets: ring -> decode -> PacketEncoder -> JSON line (the PacketRecord schema)
     sockets: ring -> decode -> streams (per connection) -> HTTP/1 parser -> HttpRecord -> processors
                                                         -> TLS hello parser -> TlsRecord -> processors
 
@@ -19,7 +19,7 @@ from hdrlog import decode as D
 from hdrlog.capture.packets import PacketCapture
 from hdrlog.capture.sockets import SocketCapture
 from hdrlog.l7_records import HttpRecorder, TlsRecorder
-from hdrlog.packets import PacketRecorder
+from hdrlog.packets import PacketEncoder
 from hdrlog.protocols.http1 import ParseFailure
 from hdrlog.records import Record
 from hdrlog.stitch.streams import StreamTable, TlsHandshake
@@ -32,24 +32,32 @@ Processor = Callable[[Record], "Record | None"]
 
 
 class PacketPipeline:
-    def __init__(self, capture: PacketCapture, recorder: PacketRecorder):
+    """Packet records leave as finished JSON lines (bytes): see packets.PacketEncoder."""
+
+    def __init__(self, capture: PacketCapture, encoder: PacketEncoder):
         self.capture = capture
-        self.recorder = recorder
+        self.encoder = encoder
         self.decode_errors = 0
 
-    def drain(self, limit: int | None = None) -> list[Record]:
+    def drain(self, limit: int | None = None) -> list[bytes]:
         batch = self.capture.ring.drain()
+        encode = self.encoder.encode
         out = []
-        record = self.recorder.record
-        for off, n in batch.records:
-            if limit is not None and len(out) >= limit:
-                break
-            try:
-                out.append(record(D.decode_packet(batch.data, off, n)))
-            except D.DecodeError as e:
-                self.decode_errors += 1
-                log.debug("undecodable packet event: %s", e)
-        return out
+        if batch.stride == D.PACKET_STRIDE and batch.sizes[0] == D.PACKET_SIZE:
+            # the usual batch: packets without payload, unpacked in one call
+            for v in D.PACKET_RECORDS.iter_unpack(batch.data):
+                if v[0] == D.EV_PACKET and v[8] == 0:
+                    out.append(encode(v))
+                else:
+                    self.decode_errors += 1
+        else:
+            for off, n in batch.records:
+                try:
+                    out.append(encode(*D.packet_values(batch.data, off, n)))
+                except D.DecodeError as e:
+                    self.decode_errors += 1
+                    log.debug("undecodable packet event: %s", e)
+        return out if limit is None else out[:limit]
 
     def finish(self) -> list[Record]:
         return []

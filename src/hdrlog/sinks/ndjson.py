@@ -27,12 +27,16 @@ class NdjsonSink:
             self._fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             self._own = True
 
-    def write_many(self, records: Iterable[msgspec.Struct]) -> None:
+    def write_many(self, records: Iterable[msgspec.Struct | bytes]) -> None:
+        """Records, or lines already encoded (packet records arrive so)."""
         buf, enc = self._buf, self._enc
         n = 0
         for rec in records:
-            enc.encode_into(json_form(rec), buf, -1)
-            buf.extend(b"\n")
+            if rec.__class__ is bytes:
+                buf += rec
+            else:
+                enc.encode_into(json_form(rec), buf, -1)
+            buf += b"\n"
             n += 1
         self.records += n
         self.flush()
