@@ -152,20 +152,29 @@ class RingBuffer:
 
     def _equal_headers(self, pos: int, hdr: int, stride: int, most: int) -> int:
         """How many records from data offset `pos` on, `stride` apart, have header `hdr`
-        (at least 1: the one at pos). Each one's length leads to the next, so they chain."""
+        (at least 1: the one at pos). Each one's length leads to the next, so they chain.
+        Windows double while they match, so a short run costs little and a long one few calls."""
         step = stride >> 2
-        got = self._words[pos >> 2 : (pos >> 2) + most * step : step].tobytes()
-        want = _U32.pack(hdr) * most
-        if got == want:
-            return most
-        lo, hi = 1, most - 1  # got[:4*lo] matches; find the longest matching prefix
-        while lo < hi:
-            mid = (lo + hi + 1) >> 1
-            if got[: 4 * mid] == want[: 4 * mid]:
-                lo = mid
-            else:
-                hi = mid - 1
-        return lo
+        first = pos >> 2
+        done, window = 1, 8
+        while done < most:
+            m = min(window, most - done)
+            start = first + done * step
+            got = self._words[start : start + m * step : step].tobytes()
+            want = _U32.pack(hdr) * m
+            if got == want:
+                done += m
+                window <<= 1
+                continue
+            lo, hi = 0, m - 1  # got[:4*lo] matches; find the longest matching prefix
+            while lo < hi:
+                mid = (lo + hi + 1) >> 1
+                if got[: 4 * mid] == want[: 4 * mid]:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            return done + lo
+        return done
 
     def close(self) -> None:
         if self._cons_addr:
