@@ -179,6 +179,47 @@ struct hl_flow_key {
 	__u8 _pad[3];
 };
 
+/* ---- flows (packet.bpf.c with cfg_flows): per-flow totals kept in the kernel ---- */
+
+/* Key of the `flows` map: the 5-tuple with the lower (address, port) endpoint
+ * first, the interface and the IP version. Direction 0 of a flow is lo -> hi. */
+struct hl_flow_id {
+	__u8 addr_lo[16]; /* IPv4 in the first 4 bytes */
+	__u8 addr_hi[16];
+	__u16 port_lo;    /* 0 without ports (ICMP, fragments, other protocols) */
+	__u16 port_hi;
+	__u32 ifindex;
+	__u8 proto;
+	__u8 ip_version;  /* 4 or 6 */
+	__u8 l4;          /* 1: the L4 header was parsed (ports, ICMP type) */
+	__u8 _pad0;
+};
+
+/* Value of `flows`, one per CPU (user space sums them); [d] is direction d */
+struct hl_flow_stats {
+	__u64 first_ns;   /* bpf_ktime_get_ns() of this CPU's first packet */
+	__u64 last_ns;    /* and of its last */
+	__u64 packets[2];
+	__u64 bytes[2];   /* frame lengths, as frame.len */
+	__u32 syn;        /* TCP packets with SYN set */
+	__u32 fin;
+	__u32 rst;
+	__u16 tcp_flags[2]; /* OR of the TCP flags seen each way */
+	__u8 first_dir;   /* direction of this CPU's first packet */
+	__u8 syn_dirs;    /* bit d: a SYN without ACK went direction d */
+	__u8 icmp_type[2];/* last ICMP / ICMPv6 type and code each way */
+	__u8 icmp_code[2];
+	__u8 _pad0[2];
+};
+
+/* Per-CPU counters of the flow path: index into the `flow_counters` array */
+enum hl_flow_counter {
+	HL_FC_PACKETS = 0, /* packets counted into a flow */
+	HL_FC_NEW,         /* flows created */
+	HL_FC_FAILED,      /* packets not counted: no map entry could be made */
+	HL_FC__MAX,
+};
+
 /* ---- socket syscalls (socket.bpf.c) ---- */
 
 enum hl_syscall {

@@ -5,6 +5,9 @@
  * bytes of the frame are copied to a per-CPU buffer and parsed there, so TC
  * (where an skb's linear part may end after the headers) and XDP share one
  * parser; filters, sampling and first-N run before anything is reserved.
+ * With cfg_flows, packets that pass the traffic filters (protocol, port,
+ * networks) are also counted into the per-CPU `flows` map, which user space
+ * reads once per interval; cfg_packets off leaves the ring unused.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -31,8 +34,12 @@
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
 #define TCP_RST 0x04
+#define TCP_ACK 0x10
 
 const volatile __u32 cfg_snaplen = 0;
+/* Set before load; the verifier drops the branches of the modes that are off. */
+const volatile __u32 cfg_flows = 0;   /* count packets into `flows` */
+const volatile __u32 cfg_packets = 1; /* send packet records through the ring */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -90,6 +97,22 @@ struct {
 	__type(value, __u64);
 } sample_counter SEC(".maps");
 
+/* Per-CPU values: no cache line is shared between CPUs; user space sums them.
+ * Sized from user space before load (1 entry when flows are off). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct hl_flow_id);
+	__type(value, struct hl_flow_stats);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, HL_FC__MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} flow_counters SEC(".maps");
+
 struct parse_state {
 	__u32 n;     /* bytes in the window */
 	__u32 len;   /* bytes in the packet */
@@ -105,6 +128,8 @@ struct scratch {
 	struct parse_state st;
 	struct hl_flow_key flow;
 	struct hl_net_key net;
+	struct hl_flow_id fid;
+	struct hl_flow_stats fnew;
 };
 
 struct {
@@ -117,13 +142,20 @@ struct {
 /* Kept alive for BTF so user space can check the ABI against the object. */
 struct hl_packet _abi_packet = {};
 struct hl_settings _abi_settings = {};
+struct hl_flow_id _abi_flow_id = {};
+struct hl_flow_stats _abi_flow_stats = {};
 
-static __always_inline void count(__u32 idx)
+static __always_inline void count_in(void *map, __u32 idx)
 {
-	__u64 *c = bpf_map_lookup_elem(&counters, &idx);
+	__u64 *c = bpf_map_lookup_elem(map, &idx);
 
 	if (c)
 		*c += 1;
+}
+
+static __always_inline void count(__u32 idx)
+{
+	count_in(&counters, idx);
 }
 
 /* Offsets are masked so the verifier sees them inside the buffer; every
@@ -494,13 +526,19 @@ static __always_inline int addr_lt(const __u8 *a, const __u8 *b)
 	return 0;
 }
 
+/* Which direction of its flow a packet goes: 0 from the lower (address,
+ * port) endpoint to the higher, 1 back. */
+static __always_inline int flow_dir(const struct hl_packet *p)
+{
+	return addr_lt(p->daddr, p->saddr) || (!addr_lt(p->saddr, p->daddr) && p->dport < p->sport);
+}
+
 /* First-N: the flow's packet count so far, both directions together. */
 static __always_inline __u64 flow_count(struct scratch *s, struct hl_packet *p)
 {
 	struct hl_flow_key *k = &s->flow;
 	__u64 one = 1, *c;
-	int swap = addr_lt(p->daddr, p->saddr) ||
-		   (!addr_lt(p->saddr, p->daddr) && p->dport < p->sport);
+	int swap = flow_dir(p);
 
 	__builtin_memcpy(k->addr_lo, swap ? p->daddr : p->saddr, 16);
 	__builtin_memcpy(k->addr_hi, swap ? p->saddr : p->daddr, 16);
@@ -514,13 +552,78 @@ static __always_inline __u64 flow_count(struct scratch *s, struct hl_packet *p)
 	return 1;
 }
 
-/* The filters, in order; returns the counter of the one that dropped the
- * packet, or HL_CNT_LOGGED to keep it. */
-static __always_inline __u32 decide(struct scratch *s, struct hl_packet *p,
-				    const struct hl_settings *cfg)
+/* Count the packet into its flow. A global function: verified once, on its own. */
+__noinline int hl_flow_update(struct scratch *s)
+{
+	struct hl_packet *p;
+	struct hl_flow_id *k;
+	struct hl_flow_stats *v;
+	__u64 now;
+	int d;
+
+	if (!s)
+		return 0;
+	p = &s->pkt;
+	k = &s->fid;
+	d = flow_dir(p);
+	__builtin_memcpy(k->addr_lo, d ? p->daddr : p->saddr, 16);
+	__builtin_memcpy(k->addr_hi, d ? p->saddr : p->daddr, 16);
+	k->port_lo = d ? p->dport : p->sport;
+	k->port_hi = d ? p->sport : p->dport;
+	k->ifindex = p->ifindex;
+	k->proto = p->ip_proto;
+	k->ip_version = p->ip_version;
+	k->l4 = !!(p->flags & HL_PKT_L4);
+	k->_pad0 = 0;
+	now = bpf_ktime_get_ns();
+	v = bpf_map_lookup_elem(&flows, k);
+	if (!v) {
+		/* New here: the other CPUs' values start zeroed. Two CPUs may race to
+		 * create it; the loser finds the winner's entry. */
+		__builtin_memset(&s->fnew, 0, sizeof(s->fnew));
+		if (!bpf_map_update_elem(&flows, k, &s->fnew, BPF_NOEXIST))
+			count_in(&flow_counters, HL_FC_NEW);
+		v = bpf_map_lookup_elem(&flows, k);
+		if (!v) {
+			count_in(&flow_counters, HL_FC_FAILED);
+			return 0;
+		}
+	}
+	if (!v->first_ns) {
+		v->first_ns = now;
+		v->first_dir = d;
+	}
+	v->last_ns = now;
+	v->packets[d & 1] += 1;
+	v->bytes[d & 1] += p->len;
+	if (k->l4 && p->ip_proto == IPPROTO_TCP) {
+		__u16 f = p->tcp_flags;
+
+		v->tcp_flags[d & 1] |= f;
+		if (f & TCP_SYN) {
+			v->syn += 1;
+			if (!(f & TCP_ACK))
+				v->syn_dirs |= 1 << d;
+		}
+		if (f & TCP_FIN)
+			v->fin += 1;
+		if (f & TCP_RST)
+			v->rst += 1;
+	} else if (k->l4 && (p->ip_proto == IPPROTO_ICMP || p->ip_proto == HL_IPPROTO_ICMPV6)) {
+		v->icmp_type[d & 1] = p->icmp_type;
+		v->icmp_code[d & 1] = p->icmp_code;
+	}
+	count_in(&flow_counters, HL_FC_PACKETS);
+	return 0;
+}
+
+/* The filters that select traffic (protocol, port, networks), in order; they
+ * apply to flows and packet records alike. Returns the counter of the one that
+ * dropped the packet, or HL_CNT_LOGGED to keep it. */
+static __always_inline __u32 select_traffic(struct scratch *s, struct hl_packet *p,
+					    const struct hl_settings *cfg)
 {
 	__u8 proto = p->ip_proto, v4 = p->ip_version == 4, has_ports = 0;
-	__u32 zero = 0;
 
 	if (p->flags & HL_PKT_L4)
 		has_ports = proto == IPPROTO_TCP || proto == IPPROTO_UDP;
@@ -543,6 +646,17 @@ static __always_inline __u32 decide(struct scratch *s, struct hl_packet *p,
 		    net_listed(&nets_exclude, &s->net, p->daddr, v4))
 			return HL_CNT_FILTERED_NET;
 	}
+	return HL_CNT_LOGGED;
+}
+
+/* The filters that select packet records (TCP flags, first-N, sampling), in
+ * order, after select_traffic(). */
+static __always_inline __u32 select_record(struct scratch *s, struct hl_packet *p,
+					   const struct hl_settings *cfg)
+{
+	__u8 proto = p->ip_proto;
+	__u32 zero = 0;
+
 	if (cfg->flags & HL_SET_TCP_FLAGS) {
 		__u16 f = p->tcp_flags & cfg->tcp_flags_mask;
 
@@ -591,7 +705,14 @@ static __always_inline struct hl_packet *handle(struct scratch *s, __u32 n, __u3
 	cfg = bpf_map_lookup_elem(&settings, &zero);
 	if (!cfg)
 		return NULL;
-	verdict = decide(s, p, cfg);
+	verdict = select_traffic(s, p, cfg);
+	if (verdict == HL_CNT_LOGGED) {
+		if (cfg_flows && p->ip_version)
+			hl_flow_update(s);
+		if (!cfg_packets)
+			return NULL;
+		verdict = select_record(s, p, cfg);
+	}
 	if (verdict != HL_CNT_LOGGED) {
 		count(verdict);
 		return NULL;

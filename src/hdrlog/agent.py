@@ -16,9 +16,10 @@ from hdrlog.capture.packets import PacketCapture, PacketFilters
 from hdrlog.capture.sockets import SocketCapture, SocketFilters
 from hdrlog.clock import Clock
 from hdrlog.config import Config, ConfigError
+from hdrlog.flows import FlowReader, FlowRecorder
 from hdrlog.l7_records import HeaderSelection, HttpRecorder, TlsRecorder
 from hdrlog.interfaces import ifindex, up_interfaces
-from hdrlog.packets import PacketRecorder
+from hdrlog.packets import PacketEncoder
 from hdrlog.pipelines import PacketPipeline, Processor, SocketPipeline
 from hdrlog.capture.tls_libs import TlsProbes
 from hdrlog.protocols.http1 import Http1Parser
@@ -42,6 +43,7 @@ class Summary:
     counters: dict[str, int] = field(default_factory=dict)
     records: int = 0
     decode_errors: int = 0
+    packet_records: bool = True  # False with --flows-only: no packet is "logged"
 
     def line(self) -> str:
         c = self.counters
@@ -49,26 +51,36 @@ class Summary:
         if "seen" in c:
             drops = {k: c[k] for k in PACKET_DROPS if c.get(k)}
             detail = ", ".join(f"{k} {v}" for k, v in drops.items())
-            text = (f"seen {c['seen']}, logged {c['logged']}, "
-                    f"dropped {sum(drops.values())}{f' ({detail})' if detail else ''}")
+            logged = f"logged {c['logged']}, " if self.packet_records else ""
+            text = f"seen {c['seen']}, {logged}dropped {sum(drops.values())}{f' ({detail})' if detail else ''}"
             if c.get("malformed") or c.get("truncated"):
                 text += f", {c.get('malformed', 0)} malformed, {c.get('truncated', 0)} with headers past the parse window"
             parts.append(text)
+        if "flow_packets" in c:
+            text = (f"flows: {c['flow_packets']} packets in {c['flow_new']} flows, "
+                    f"{c['flow_records']} flow records, {c['flow_expired']} expired")
+            parts.append(_noting(text, c, (("flow_evicted", "{} evicted before they were read (raise --max-flows)"),
+                                           ("flow_failed", "{} packets not counted (flow table full)"))))
         if "l7_events" in c:
             drops = {k.removeprefix("l7_"): c[k] for k in L7_DROPS if c.get(k)}
             detail = ", ".join(f"{k} {v}" for k, v in drops.items())
             text = (f"L7 {c['l7_events']} socket events, {c['l7_exchanges']} HTTP exchanges, "
                     f"{c.get('l7_tls_handshakes', 0)} TLS handshakes, "
                     f"skipped {sum(drops.values())}{f' ({detail})' if detail else ''}")
-            if c.get("l7_parse_failures"):
-                text += f", {c['l7_parse_failures']} unparseable stretches"
-            if c.get("l7_cut"):
-                text += f", {c['l7_cut']} copies cut to --capture-bytes"
-            parts.append(text)
+            parts.append(_noting(text, c, (("l7_parse_failures", "{} unparseable stretches"),
+                                           ("l7_cut", "{} copies cut to --capture-bytes"))))
         text = "hdrlog: " + "; ".join(parts + [f"{self.records} records written"])
         if self.decode_errors:
             text += f"; {self.decode_errors} undecodable events"
         return text
+
+
+def _noting(text: str, counters: dict[str, int], notes: tuple[tuple[str, str], ...]) -> str:
+    """text, then ", <note>" for each of the counters that is not zero ({} in the note is its value)."""
+    for key, note in notes:
+        if counters.get(key):
+            text += ", " + note.format(counters[key])
+    return text
 
 
 def filters_from(cfg: Config) -> PacketFilters:
@@ -138,12 +150,12 @@ class Agent:
 
     def run(self) -> Summary:
         cfg = self.cfg
-        packets = not cfg.l7_only
+        packets = not cfg.l7_only  # the packet program: packet records, flows or both
         names = (cfg.interface or up_interfaces()) if packets else []
         indexes = [(n, ifindex(n)) for n in names]  # unknown names fail before anything loads
         sock_filters = socket_filters_from(cfg) if cfg.l7 else None
         processors = processors_from(cfg) if cfg.l7 else []
-        summary = Summary()
+        summary = Summary(packet_records=not cfg.flows_only)
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             with contextlib.ExitStack() as stack:
@@ -151,10 +163,11 @@ class Agent:
                 stack.callback(sink.close)
                 pipelines: list = []
                 if packets:
-                    pipelines.append(self._start_packets(stack, indexes))
+                    pipelines += self._start_packets(stack, indexes)
                 if cfg.l7:
                     pipelines.append(self._start_sockets(stack, sock_filters, processors))
-                what = ([f"{', '.join(names)} ({cfg.mode})"] if packets else []) + (["socket syscalls (L7)"] if cfg.l7 else [])
+                flows = ", flows only" if cfg.flows_only else ", with flows" if cfg.flows else ""
+                what = ([f"{', '.join(names)} ({cfg.mode}{flows})"] if packets else []) + (["socket syscalls (L7)"] if cfg.l7 else [])
                 log.info("attached to %s", " and ".join(what))
                 self._loop(pipelines, sink, summary)
                 for p in pipelines:
@@ -169,15 +182,22 @@ class Agent:
                 signal.signal(s, h)
         return summary
 
-    def _start_packets(self, stack: contextlib.ExitStack, indexes) -> PacketPipeline:
+    def _start_packets(self, stack: contextlib.ExitStack, indexes) -> list:
+        """The packet program: a PacketPipeline for packet records, a FlowReader for flows, or both."""
         cfg = self.cfg
-        cap = stack.enter_context(PacketCapture.load(snaplen=cfg.snaplen, ring_size=cfg.ring_size))
+        records = not cfg.flows_only
+        cap = stack.enter_context(PacketCapture.load(snaplen=cfg.snaplen, ring_size=cfg.ring_size, flows=cfg.flows,
+                                                     packets=records, max_flows=cfg.max_flows))
         cap.configure(filters_from(cfg))
         for name, idx in indexes:
             # lo: each packet passes egress then ingress; ingress alone logs it once
             dirs = ("ingress",) if name == "lo" else ("ingress", "egress")
             cap.attach(idx, mode=cfg.mode, directions=dirs, xdp_mode=cfg.xdp_mode, tc_attach=cfg.tc_attach)
-        return PacketPipeline(cap, PacketRecorder(self.clock))
+        out: list = [PacketPipeline(cap, PacketEncoder(self.clock))] if records else []
+        if cfg.flows:
+            recorder = FlowRecorder(self.clock, hook=cfg.mode)
+            out.append(FlowReader(cap, recorder, interval=cfg.flow_interval, idle_timeout=cfg.flow_idle_timeout))
+        return out
 
     def _start_sockets(self, stack: contextlib.ExitStack, filters: SocketFilters, processors) -> SocketPipeline:
         cfg = self.cfg
@@ -201,7 +221,8 @@ class Agent:
         poller = select.epoll()
         try:
             for p in pipelines:
-                poller.register(p.capture.ring.fileno(), select.EPOLLIN)
+                if not isinstance(p, FlowReader):  # read on its own timer; no ring
+                    poller.register(p.capture.ring.fileno(), select.EPOLLIN)
             while not self._stop_reason:
                 timeout = cfg.drain_interval
                 if deadline is not None:

@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
         "run",
         help="log packet headers as NDJSON",
         description="Attach to interfaces and syscalls and write one JSON object per packet, "
-        "HTTP exchange and TLS handshake. "
+        "HTTP exchange and TLS handshake (and per flow and interval with --flows). "
         "Flags override the config file. On exit a summary goes to stderr.",
     )
     a = run.add_argument
@@ -57,6 +57,17 @@ def _parser() -> argparse.ArgumentParser:
     a("-o", "--output", metavar="FILE", help="where records go: a file (created 0600, appended) or - for stdout")
     a("--duration", type=float, metavar="SECONDS", help="stop after this long")
     a("--count", type=int, metavar="N", help="stop after N records")
+    fl = run.add_argument_group("flows (per-flow totals counted in the kernel)")
+    f = fl.add_argument
+    f("--flows", action="store_true", default=None,
+      help="also write a flow record for each flow with traffic, every --flow-interval seconds and at exit")
+    f("--flows-only", action="store_true", default=None,
+      help="flow records only: no packet records (nothing goes through the ring) and no L7 capture")
+    f("--flow-interval", type=float, metavar="SECONDS",
+      help="how often the flow table is read and flow records written, 0.1-86400 (default 10)")
+    f("--max-flows", type=int, metavar="N",
+      help="flows the kernel tracks at once, 16-4194304 (default 65536); the least recently used go first; "
+           "the table takes N x CPUs x 72 bytes of kernel memory, plus ~100 bytes per flow")
     l7 = run.add_argument_group("L7 (HTTP/1.x from socket syscalls)")
     b = l7.add_argument
     b("--no-l7", dest="l7", action="store_false", default=None, help="packets only: no socket syscall capture")
@@ -107,6 +118,10 @@ def _overrides(args: argparse.Namespace) -> dict:
         "output": args.output,
         "duration": args.duration,
         "count": args.count,
+        "flows": args.flows,
+        "flows_only": args.flows_only,
+        "flow_interval": args.flow_interval,
+        "max_flows": args.max_flows,
         "l7": args.l7,
         "l7_only": args.l7_only,
         "pid": _split(args.pid),

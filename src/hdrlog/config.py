@@ -25,6 +25,11 @@ Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 MIN_RING, MAX_RING = 1 << 16, 1 << 30
 MAX_SNAPLEN = 1024  # HL_SNAPLEN_MAX in bpf/hdrlog_abi.h
 MAX_CAPTURE = 8192  # HL_DATA_MAX in bpf/hdrlog_abi.h
+MIN_FLOW_INTERVAL, MAX_FLOW_INTERVAL = 0.1, 86400.0
+# the kernel preallocates the flow table: max_flows x CPUs x 72 bytes, plus ~100 bytes per flow
+MIN_FLOWS, MAX_FLOWS = 16, 1 << 22
+# settings that select packet records, with their "off" values: meaningless with flows_only
+_RECORD_SELECTORS = {"snaplen": 0, "sample": 1, "first_packets": 0, "tcp_flags": None}
 
 
 class ConfigError(ValueError):
@@ -49,6 +54,12 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     count: Annotated[int, msgspec.Meta(ge=1)] | None = None
     ring_size: Annotated[int, msgspec.Meta(ge=MIN_RING, le=MAX_RING)] = 8 << 20
     drain_interval: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.05
+    # flows: per-flow totals counted in the kernel
+    flows: bool = False  # also write flow records
+    flows_only: bool = False  # flow records only: no packet records, no L7
+    flow_interval: Annotated[float, msgspec.Meta(ge=MIN_FLOW_INTERVAL, le=MAX_FLOW_INTERVAL)] = 10.0
+    max_flows: Annotated[int, msgspec.Meta(ge=MIN_FLOWS, le=MAX_FLOWS)] = 65536
+    flow_idle_timeout: Annotated[float, msgspec.Meta(gt=0)] = 60.0  # a flow idle this long is done
     # L7: socket syscalls
     l7: bool = True
     l7_only: bool = False
@@ -134,6 +145,15 @@ def _check(cfg: Config) -> Config:
             raise ConfigError(f"{key}: {size} is not a power of two")
     if cfg.l7_only and not cfg.l7:
         raise ConfigError("l7_only: cannot be combined with l7: false (--no-l7)")
+    for key in ("flows_only", "flows"):
+        if getattr(cfg, key) and cfg.l7_only:
+            raise ConfigError(f"{key}: flows come from the packet capture, which l7_only (--l7-only) turns off")
+    if cfg.flows_only:
+        for key, off in _RECORD_SELECTORS.items():
+            if getattr(cfg, key) != off:
+                raise ConfigError(f"{key}: selects packet records, and flows_only (--flows-only) writes none")
+        cfg.flows = True
+        cfg.l7 = False
     if cfg.redact_mode == "hash" and cfg.redact_key is not None and len(cfg.redact_key) < 16:
         raise ConfigError("redact_key: use at least 16 characters")
     for name in cfg.interface:

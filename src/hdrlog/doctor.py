@@ -12,7 +12,7 @@ __all__ = ["Check", "checks", "run_doctor"]
 
 # enum bpf_prog_type / bpf_map_type values (include/uapi/linux/bpf.h)
 PROG_TYPES = {"sched_cls (TC)": 3, "xdp": 6, "tracepoint": 5, "raw_tracepoint": 17}
-MAP_TYPES = {"ringbuf": 27, "lpm_trie": 11, "lru_hash": 9, "percpu_array": 6}
+MAP_TYPES = {"ringbuf": 27, "lpm_trie": 11, "lru_hash": 9, "percpu_array": 6, "lru_percpu_hash": 10}
 
 
 @dataclass
@@ -132,12 +132,20 @@ def _load() -> list[Check]:
         return [Check("packet program", False, f"does not load: {e}", "see `hdrlog -vv doctor` for the log")]
     with cap:
         tcx = tcx_supported(cap.obj.program("tc_ingress"))
-        return [
+        checks = [
             Check("packet program", True, "loads and passes the verifier"),
             Check("tcx links", tcx, "supported (attachments end with the process)" if tcx
                   else "not supported: the clsact + cls_bpf fallback is used, which a killed run can leave behind",
                   "Linux 6.6+ drops them automatically; hdrlog removes stale filters at start", required=False),
         ]
+    try:
+        # the flow code is verified only when it is on (rodata switches it)
+        PacketCapture.load(ring_size=1 << 16, flows=True, packets=False, max_flows=16).close()
+        checks.append(Check("flows", True, "the packet program with --flows loads and passes the verifier"))
+    except (BpfError, OSError) as e:
+        checks.append(Check("flows", False, f"the packet program with --flows does not load: {e}",
+                            "see `hdrlog -vv doctor` for the log; run without --flows", required=False))
+    return checks
 
 
 def _optional() -> list[Check]:

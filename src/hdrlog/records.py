@@ -281,5 +281,41 @@ def markdown_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
+class FlowRecord(Record, kw_only=True, omit_defaults=True, frozen=True):
+    """One flow's traffic over one interval (`--flows`, `--flows-only`), counted in the kernel.
+    A flow is a 5-tuple on one interface, both directions; `ts` is its last packet so far.
+    The counts cover the packets since the flow's previous record."""
+
+    interface: str | None = _f("frame.interface_name", "interface the flow was seen on")
+    hook: str | None = _f("hdrlog.hook", '"tc" (ingress and egress) or "xdp" (ingress only): the program that counted it')
+    community_id: str | None = _f("network.community_id", "Community ID v1 of the flow")
+    network_type: str | None = _f("network.type", '"ipv4" or "ipv6"')
+    transport: str | None = _f("network.transport", "tcp, udp, icmp, ipv6-icmp or the IP protocol number")
+    source_address: str | None = _f("source.address", "the initiator: the sender of a SYN without ACK when one was seen, else of the flow's first packet")
+    source_port: int | None = _f("source.port", "its port (TCP and UDP)")
+    destination_address: str | None = _f("destination.address", "the other endpoint")
+    destination_port: int | None = _f("destination.port", "its port (TCP and UDP)")
+    source_packets: int | None = _f("source.packets", "packets from source to destination in the interval")
+    source_bytes: int | None = _f("source.bytes", "their bytes: frame lengths, as `frame.len` (a TSO/GSO packet counts once, whole)")
+    destination_packets: int | None = _f("destination.packets", "packets from destination to source in the interval")
+    destination_bytes: int | None = _f("destination.bytes", "their bytes")
+    network_packets: int | None = _f("network.packets", "packets both ways in the interval")
+    network_bytes: int | None = _f("network.bytes", "bytes both ways in the interval")
+    source_tcp_flags: list[str] | None = _f("source.tcp.flags", "TCP flags the source has sent since the flow began, named as for --tcp-flags (hdrlog's name)")
+    destination_tcp_flags: list[str] | None = _f("destination.tcp.flags", "TCP flags the destination has sent since the flow began (hdrlog's name)")
+    syn_packets: int | None = _f("hdrlog.tcp.syn_packets", "packets with SYN set in the interval, both ways (hdrlog's name)")
+    fin_packets: int | None = _f("hdrlog.tcp.fin_packets", "packets with FIN set in the interval (hdrlog's name)")
+    rst_packets: int | None = _f("hdrlog.tcp.rst_packets", "packets with RST set in the interval (hdrlog's name)")
+    start: str | None = _f("event.start", "the flow's first packet (RFC 3339)")
+    end: str | None = _f("event.end", "its last packet so far (RFC 3339)")
+    duration: int | None = _f("event.duration", "end - start, nanoseconds")
+    interval_start: str | None = _f("hdrlog.interval.start", "the interval the counts cover begins: the previous read of the flow table, or hdrlog's start (hdrlog's name)")
+    interval_end: str | None = _f("hdrlog.interval.end", "and ends: the read that produced this record (hdrlog's name)")
+    source_by: str | None = _f("hdrlog.flow.source_by", "\"syn\" or \"first_packet\": how the source was told (hdrlog's name)")
+
+
+_collect("flow")
+
+
 if __name__ == "__main__":
     print(markdown_reference(), end="")

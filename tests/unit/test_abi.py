@@ -117,3 +117,21 @@ def test_socket_settings_and_counters_follow_the_header(sock_spec):
     names = [n for n in _enum("hl_sock_counter") if n != "HL_SC__MAX"]
     assert [n.removeprefix("HL_SC_").lower() for n in names] == list(D.SOCK_COUNTERS)
     assert S.DATA_MAX == int(re.search(r"#define HL_DATA_MAX (\d+)", ABI_H.read_text()).group(1))
+
+
+@pytest.mark.parametrize("struct_name,fields", [("hl_flow_id", "FLOW_ID_FIELDS"), ("hl_flow_stats", "FLOW_STATS_FIELDS")])
+def test_flow_layouts_match_btf(spec, struct_name, fields):
+    """struct hl_flow_id (the flow map's key) and hl_flow_stats (its per-CPU value) as flows.py reads them."""
+    from hdrlog import flows as F
+
+    btf = [(m.name, m.offset, m.size) for m in spec.struct_members(struct_name)]
+    assert _python_layout(getattr(F, fields)) == btf
+    assert sum(s for _, _, s in btf) == spec.struct_size(struct_name)
+
+
+def test_flow_counter_names_follow_the_c_enum():
+    """flows.FLOW_COUNTERS are enum hl_flow_counter, in order."""
+    from hdrlog import flows as F
+
+    names = [n for n in _enum("hl_flow_counter") if n != "HL_FC__MAX"]
+    assert [n.removeprefix("HL_FC_").lower() for n in names] == list(F.FLOW_COUNTERS)

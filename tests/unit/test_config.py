@@ -82,3 +82,29 @@ def test_protocol_table_has_the_common_names():
     """The protocol names the help text mentions are all known."""
     for name in ("tcp", "udp", "icmp", "icmpv6"):
         assert name in config.PROTOCOLS
+
+
+def test_flow_settings():
+    """--flows-only turns flows on and L7 off; intervals and table sizes are checked; settings that only
+    select packet records are refused with --flows-only, and flows need the packet capture."""
+    cfg = load(None, {"flows_only": True})
+    assert (cfg.flows, cfg.l7, cfg.flow_interval, cfg.max_flows) == (True, False, 10.0, 65536)
+    cfg = load(None, {"flows": True, "flow_interval": 0.5, "max_flows": 1024, "snaplen": 64})
+    assert (cfg.flows, cfg.l7, cfg.flow_interval, cfg.max_flows, cfg.snaplen) == (True, True, 0.5, 1024, 64)
+    bad = [
+        ({"flow_interval": 0}, "flow_interval"),
+        ({"flow_interval": "soon"}, "flow_interval"),
+        ({"max_flows": 0}, "max_flows"),
+        ({"max_flows": 1 << 30}, "max_flows"),
+        ({"flow_idle_timeout": -1}, "flow_idle_timeout"),
+        ({"flows_only": True, "l7_only": True}, "flows_only"),
+        ({"flows": True, "l7_only": True}, "flows"),
+        ({"flows_only": True, "snaplen": 64}, "snaplen"),
+        ({"flows_only": True, "sample": 10}, "sample"),
+        ({"flows_only": True, "first_packets": 3}, "first_packets"),
+        ({"flows_only": True, "tcp_flags": "syn"}, "tcp_flags"),
+    ]
+    for overrides, key in bad:
+        with pytest.raises(ConfigError) as e:
+            load(None, overrides)
+        assert str(e.value).startswith(f"{key}:"), (overrides, str(e.value))

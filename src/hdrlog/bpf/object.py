@@ -27,6 +27,10 @@ from hdrlog.bpf.errors import BpfError, VerifierError, check_int, check_ptr
 __all__ = ["ObjectSpec", "Object", "Program", "Map", "TestRun", "BPF_ANY", "BPF_NOEXIST"]
 
 BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
+# declared here rather than in _libbpf: only Map uses them
+_lookup_and_delete = L._fn("bpf_map_lookup_and_delete_elem", ctypes.c_int, ctypes.c_int, L.p, L.p)
+_lookup_batch = L._fn("bpf_map_lookup_batch", ctypes.c_int, ctypes.c_int, L.p, L.p, L.p, L.p,
+                      ctypes.POINTER(ctypes.c_uint32), L.p)
 # enum bpf_map_type values the binding treats specially
 _PERCPU_MAP_TYPES = {5, 6, 10}  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
 
@@ -370,6 +374,38 @@ class Map:
             raise ValueError(f"map {self.name}: value is {self.value_size} bytes, got {len(value)}")
         val = ctypes.create_string_buffer(value, len(value))
         check_int(L.bpf_map_update_elem(self.fd, self._key(key), val, flags), f"update map {self.name}")
+
+    def lookup_and_delete(self, key: bytes) -> bytes | None:
+        """Remove an entry and return its value as it was when removed (None if absent):
+        nothing the kernel added between a lookup and a delete is lost."""
+        val = ctypes.create_string_buffer(self._buf_size)
+        ret = _lookup_and_delete(self.fd, self._key(key), val)
+        if ret == -E.ENOENT:
+            return None
+        check_int(ret, f"lookup and delete in map {self.name}")
+        return val.raw
+
+    def lookup_batch(self, chunk: int = 1024) -> Iterator[tuple[bytes, bytes]]:
+        """Every entry, `chunk` per syscall (BPF_MAP_LOOKUP_BATCH; hash and array maps).
+        Values are as lookup() gives them. Like keys(), not a snapshot of one instant."""
+        out_batch = ctypes.create_string_buffer(max(self.key_size, 8))
+        in_batch = None
+        while True:
+            keys = ctypes.create_string_buffer(self.key_size * chunk)
+            values = ctypes.create_string_buffer(self._buf_size * chunk)
+            count = ctypes.c_uint32(chunk)
+            ret = _lookup_batch(self.fd, in_batch, out_batch, keys, values, ctypes.byref(count), None)
+            if ret == -E.ENOSPC and count.value == 0:
+                chunk *= 2  # a hash bucket holds more entries than fit: retry larger
+                continue
+            if ret < 0 and ret != -E.ENOENT:
+                check_int(ret, f"batch lookup in map {self.name}")
+            kr, vr, ks, vs = keys.raw, values.raw, self.key_size, self._buf_size
+            for i in range(count.value):
+                yield kr[i * ks : (i + 1) * ks], vr[i * vs : (i + 1) * vs]
+            if ret == -E.ENOENT:
+                return
+            in_batch = ctypes.create_string_buffer(out_batch.raw, len(out_batch))
 
     def delete(self, key: bytes) -> bool:
         ret = L.bpf_map_delete_elem(self.fd, self._key(key))

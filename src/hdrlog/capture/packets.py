@@ -9,10 +9,11 @@
 from __future__ import annotations
 
 import ipaddress
+import mmap
 import struct
 from dataclasses import dataclass, field
 
-from hdrlog.bpf import Link, remove_stale_tc_filters
+from hdrlog.bpf import Link, ObjectSpec, remove_stale_tc_filters
 from hdrlog.capture.base import Capture, ObjectMissingError, object_path
 from hdrlog.decode import COUNTERS
 
@@ -27,6 +28,10 @@ SET_TCP_FLAGS_ANY = 1 << 4
 SET_PROTOS = 1 << 5
 
 _SETTINGS = struct.Struct("<IIIHH32sII")  # struct hl_settings
+
+FLOW_MAP = "flows"  # struct hl_flow_id -> per-CPU struct hl_flow_stats
+FLOW_COUNTER_MAP = "flow_counters"
+DEFAULT_MAX_FLOWS = 65536
 _U32 = struct.Struct("<I")
 
 
@@ -61,8 +66,20 @@ class PacketCapture(Capture):
     COUNTER_NAMES = COUNTERS
 
     @classmethod
-    def load(cls, *, snaplen: int = 0, ring_size: int = 8 << 20, path: str | None = None) -> "PacketCapture":
-        cap = cls._new(cls._open(path, ring_size, {"cfg_snaplen": snaplen}))
+    def load(cls, *, snaplen: int = 0, ring_size: int = 8 << 20, path: str | None = None,
+             flows: bool = False, packets: bool = True, max_flows: int = DEFAULT_MAX_FLOWS) -> "PacketCapture":
+        """flows: count packets into the `flows` map (max_flows entries, per CPU);
+        packets=False: no packet records, the ring is left at its smallest."""
+        if not packets:
+            ring_size = mmap.PAGESIZE
+        rodata = {"cfg_snaplen": snaplen, "cfg_flows": int(flows), "cfg_packets": int(packets)}
+        with ObjectSpec.open(path or object_path(cls.OBJECT)) as spec:
+            for name, value in rodata.items():
+                spec.rodata[name] = value
+            spec.map(cls.RING).max_entries = ring_size
+            # LRU maps are preallocated: max_flows x CPUs x the value's size of kernel memory
+            spec.map(FLOW_MAP).max_entries = max_flows if flows else 1
+            cap = cls._new(spec.load())
         # wake the reader when a quarter of the ring is waiting; it drains on a timer otherwise
         cap._wake_bytes = ring_size // 4
         cap.configure(PacketFilters())
