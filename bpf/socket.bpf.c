@@ -15,6 +15,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "hdrlog_abi.h"
+#include "ring_wake.h"
 
 #define AF_UNIX 1
 #define AF_INET 2
@@ -84,12 +85,6 @@ struct stash {
 	__u8 _pad[7];
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct stash);
-} stashes SEC(".maps");
 
 /* What is known of a connection's protocol (keyed by the keyed struct sock). */
 enum conn_state {
@@ -113,12 +108,25 @@ struct ssl_call {
 	__u8 _pad[6];
 };
 
+/* What a thread has in flight, kept in the task itself (task storage): no hashing and
+ * no locking on the path every read and write takes, and it goes when the thread does.
+ * A zero `syscall` means none. */
+struct in_flight {
+	struct stash sys;
+	struct ssl_call ssl;
+};
+
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct ssl_call);
-} ssl_calls SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct in_flight);
+} in_flight SEC(".maps");
+
+static __always_inline struct in_flight *in_flight_of_current(__u64 flags)
+{
+	return bpf_task_storage_get(&in_flight, bpf_get_current_task_btf(), 0, flags);
+}
 
 struct ssl_key {
 	__u64 ssl;
@@ -210,35 +218,35 @@ static __always_inline int process_wanted(const struct hl_sock_settings *cfg)
 __noinline int hl_stash(__u8 syscall, long fd, long buf, long n, long peek)
 {
 	const struct hl_sock_settings *cfg = settings();
-	struct stash s = {};
-	__u64 id;
+	struct in_flight *t;
 
 	/* MSG_PEEK leaves the bytes in the socket: they are read again later
 	 * (nginx peeks one byte after accept to tell TLS from plaintext) */
 	if (!cfg || fd < 0 || peek || !process_wanted(cfg))
 		return 0;
-	id = bpf_get_current_pid_tgid();
-	s.buf = buf;
-	s.fd = fd;
-	s.count = n;
-	s.syscall = syscall;
-	bpf_map_update_elem(&stashes, &id, &s, BPF_ANY);
+	t = in_flight_of_current(BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!t)
+		return 0;
+	t->sys.buf = buf;
+	t->sys.fd = fd;
+	t->sys.count = n;
+	t->sys.syscall = syscall;
 	return 0;
 }
 
 /* fd -> struct sock of the current task, or NULL if the fd is not a socket. */
 static __always_inline struct sock *sock_of_fd(__u32 fd, __u16 *type)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds, *f = NULL;
+	/* the task is a typed pointer: its fields up to the fd array are plain loads */
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = task->files->fdt;
+	struct file *f = NULL;
 	struct socket *sock;
 	umode_t mode;
 
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+	if (!fdt || fd >= fdt->max_fds)
 		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fdt->fd[fd]) || !f)
 		return NULL;
 	mode = BPF_CORE_READ(f, f_inode, i_mode);
 	if ((mode & S_IFMT) != S_IFSOCK)
@@ -487,10 +495,8 @@ static __always_inline void emit_data(const struct stash *st, long ret, int plai
 		count(HL_SC_READ_FAILED);
 
 	s->ev.captured = n;
-	flags = BPF_RB_NO_WAKEUP;
-	if (cfg->wake_bytes == 0 || bpf_ringbuf_query(&sock_events, BPF_RB_AVAIL_DATA) >= cfg->wake_bytes)
-		flags = BPF_RB_FORCE_WAKEUP;
 	n &= 2 * HL_DATA_MAX - 1;
+	flags = ring_wake_flag(cfg->wake_bytes, sizeof(s->ev) + n);
 	if (bpf_ringbuf_output(&sock_events, s, sizeof(s->ev) + n, flags))
 		count(HL_SC_RING_FULL);
 	else
@@ -501,13 +507,13 @@ static __always_inline void emit_data(const struct stash *st, long ret, int plai
  * loading fast; it takes only scalars, so nothing about the caller's context leaks in. */
 __noinline int hl_on_exit(long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct stash *p = bpf_map_lookup_elem(&stashes, &id), st;
+	struct in_flight *t = in_flight_of_current(0);
+	struct stash st;
 
-	if (!p)
+	if (!t || !t->sys.syscall)
 		return 0;
-	st = *p;
-	bpf_map_delete_elem(&stashes, &id);
+	st = t->sys;
+	t->sys.syscall = 0;
 	switch (st.syscall) {
 	case HL_SYS_CONNECT:
 		if (ret == 0 || ret == -EINPROGRESS)
@@ -519,12 +525,10 @@ __noinline int hl_on_exit(long ret)
 			emit_conn(HL_CONN_ACCEPT, st.syscall, ret, 0);
 		break;
 	default: {
-		struct ssl_call *call = bpf_map_lookup_elem(&ssl_calls, &id);
-
 		/* Inside SSL_read/SSL_write this syscall moves ciphertext: it tells
 		 * which socket the SSL* is on (curl never calls SSL_set_fd). */
-		if (call) {
-			struct ssl_key k = { .ssl = call->ssl, .tgid = id >> 32 };
+		if (t->ssl.syscall) {
+			struct ssl_key k = { .ssl = t->ssl.ssl, .tgid = bpf_get_current_pid_tgid() >> 32 };
 
 			bpf_map_update_elem(&ssl_fds, &k, &st.fd, BPF_ANY);
 		}
@@ -540,17 +544,18 @@ __noinline int hl_on_exit(long ret)
 static __always_inline int ssl_enter(__u8 syscall, void *ssl, void *buf, void *done_ptr, __u8 ex)
 {
 	const struct hl_sock_settings *cfg = settings();
-	__u64 id = bpf_get_current_pid_tgid();
-	struct ssl_call c = {};
+	struct in_flight *t;
 
 	if (!cfg || !process_wanted(cfg))
 		return 0;
-	c.ssl = (__u64)ssl;
-	c.buf = (__u64)buf;
-	c.done_ptr = (__u64)done_ptr;
-	c.syscall = syscall;
-	c.ex = ex;
-	bpf_map_update_elem(&ssl_calls, &id, &c, BPF_ANY);
+	t = in_flight_of_current(BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!t)
+		return 0;
+	t->ssl.ssl = (__u64)ssl;
+	t->ssl.buf = (__u64)buf;
+	t->ssl.done_ptr = (__u64)done_ptr;
+	t->ssl.syscall = syscall;
+	t->ssl.ex = ex;
 	return 0;
 }
 
@@ -558,16 +563,17 @@ static __always_inline int ssl_enter(__u8 syscall, void *ssl, void *buf, void *d
 __noinline int hl_ssl_exit(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct ssl_call *p = bpf_map_lookup_elem(&ssl_calls, &id), c;
+	struct in_flight *t = in_flight_of_current(0);
 	struct ssl_key k = {};
 	struct stash st = {};
+	struct ssl_call c;
 	__u32 *fd;
 	__u64 n = 0;
 
-	if (!p)
+	if (!t || !t->ssl.syscall)
 		return 0;
-	c = *p;
-	bpf_map_delete_elem(&ssl_calls, &id);
+	c = t->ssl;
+	t->ssl.syscall = 0;
 	if (c.ex) {
 		/* SSL_read_ex / SSL_write_ex return 1 and store the count (OpenSSL 1.1.1+) */
 		if ((int)ret != 1 || bpf_probe_read_user(&n, sizeof(n), (void *)c.done_ptr))

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import struct
 from importlib import resources
 
 from hdrlog.bpf import BpfError, Link, Object, ObjectSpec, RingBuffer
 
-__all__ = ["Capture", "object_path", "ObjectMissingError"]
+__all__ = ["Capture", "object_path", "ObjectMissingError", "wake_bytes_per_cpu"]
 
 _U32 = struct.Struct("<I")
 
 
 class ObjectMissingError(FileNotFoundError):
     pass
+
+
+def wake_bytes_per_cpu(ring_size: int) -> int:
+    """The reader is woken once about a quarter of the ring waits; each CPU counts its own
+    share of that (bpf/ring_wake.h), so no program reads the ring's shared positions."""
+    return max(1, ring_size // 4 // (os.cpu_count() or 1))
 
 
 def object_path(name: str) -> str:

@@ -8,7 +8,7 @@ import struct
 from dataclasses import dataclass, field
 
 from hdrlog.bpf import Link
-from hdrlog.capture.base import Capture
+from hdrlog.capture.base import Capture, wake_bytes_per_cpu
 from hdrlog.decode import SOCK_COUNTERS
 
 __all__ = ["SocketCapture", "SocketFilters", "SYSCALLS", "DATA_MAX"]
@@ -51,7 +51,7 @@ class SocketCapture(Capture):
     def load(cls, *, ring_size: int = 16 << 20, path: str | None = None) -> "SocketCapture":
         rodata = {"cfg_self_tgid": os.getpid(), "cfg_sock_key": secrets.randbits(64)}
         cap = cls._new(cls._open(path, ring_size, rodata))
-        cap._wake_bytes = ring_size // 4
+        cap._wake_bytes = wake_bytes_per_cpu(ring_size)
         cap.configure(SocketFilters())
         return cap
 
