@@ -3,6 +3,7 @@
 # system packages, the Python virtual environment, and the BPF objects.
 #   scripts/setup.sh run    what `hdrlog run` needs
 #   scripts/setup.sh test   that, and the servers and tools the tests drive
+#   scripts/setup.sh bench  that, and the server, load generators and observers bench/ drives
 set -euo pipefail
 cd "$(dirname "$0")/.."
 purpose=${1:-run}
@@ -11,6 +12,9 @@ purpose=${1:-run}
 PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool make python3 python3-venv python3-dev iproute2 libssl3)
 if [ "$purpose" = test ]; then
   PACKAGES+=(iputils-ping curl nginx-light tshark openssl ethtool util-linux procps)
+fi
+if [ "$purpose" = bench ]; then
+  PACKAGES+=(nginx-light openssl wrk hey tcpdump tshark procps)
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -35,6 +39,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 extra=""
 [ "$purpose" = test ] && extra="[test]"
+[ "$purpose" = bench ] && extra="[bench]"
 stamp=.venv/.hdrlog-installed-$purpose
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -e ".$extra"
