@@ -311,7 +311,7 @@ def parse_summary(line: str | None) -> dict[str, int]:
 
 # what the tables call emitted / written / loss; anything else in the line is shown as it is
 KNOWN = {"seen", "logged", "dropped", "L7 socket events", "L7 HTTP exchanges", "L7 TLS handshakes",
-         "L7 skipped", "records written", "undecodable events"}
+         "L7 skipped", "records written", "undecodable events", "events read"}
 L7_LOSS = ("ring_full", "tls_no_fd", "read_failed")  # L7 skip reasons that lose data (the rest are filters)
 
 
@@ -324,9 +324,9 @@ def counter_view(c: dict[str, int]) -> dict:
     other = {k: v for k, v in c.items()
              if k not in KNOWN and not k.startswith(("dropped.", "L7 skipped."))}
     return {"seen": c.get("seen"), "emitted": emitted if has else None,
-            # hdrlog prints no read counter; it drains its rings before it exits, so what it
-            # consumed is what was put into them, less what it could not decode
-            "consumed": emitted - c.get("undecodable events", 0) if has else None,
+            # ring records hdrlog read (connection and exec events included, so it can pass
+            # "emitted"); older summaries without the counter: emitted less undecodable
+            "consumed": c.get("events read", emitted - c.get("undecodable events", 0) if has else None),
             "records_written": c.get("records written"), "drops": drops, "other": other,
             "l7_loss": sum(c.get(f"L7 skipped.{k}", 0) for k in L7_LOSS) + c.get("L7 unparseable stretches", 0)}
 
@@ -807,8 +807,8 @@ def tables(data: dict, details: bool) -> list[str]:
                 f"namespace b; {a['pairs']} baseline/observer pairs per row (A B A B …). Ratio = observer run's "
                 "requests/s ÷ its baseline's; latency, CPU, events, coverage are medians over the observer runs "
                 "(RSS: max). BPF events: packets seen / events put into the rings (packet records + L7 socket "
-                "events); consumed = emitted − undecodable (hdrlog drains its rings before it exits and prints no "
-                "read counter).", ""]
+                "events); consumed = ring records hdrlog read (its `events read`, connection and exec events "
+                "included).", ""]
         out += table(rows["saturation"], "saturation") + [""]
     if rows["fixed"]:
         rate = data.get("fixed_rate", a.get("rate"))

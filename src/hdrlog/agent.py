@@ -4,6 +4,7 @@ whether the run ends by --count/--duration, SIGINT, SIGTERM or an exception."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import select
@@ -69,6 +70,8 @@ class Summary:
                     f"skipped {sum(drops.values())}{f' ({detail})' if detail else ''}")
             parts.append(_noting(text, c, (("l7_parse_failures", "{} unparseable stretches"),
                                            ("l7_cut", "{} copies cut to --capture-bytes"))))
+        if "events_read" in c or "l7_events_read" in c:
+            parts.append(f"{c.get('events_read', 0) + c.get('l7_events_read', 0)} events read")
         text = "hdrlog: " + "; ".join(parts + [f"{self.records} records written"])
         if self.decode_errors:
             text += f"; {self.decode_errors} undecodable events"
@@ -231,7 +234,8 @@ class Agent:
                         self.stop("duration")
                         break
                     timeout = min(timeout, left)
-                poller.poll(timeout)
+                if not any(getattr(p, "more", bool)() for p in pipelines):
+                    poller.poll(timeout)
                 self._drain(pipelines, sink, summary)
         finally:
             poller.close()
@@ -242,17 +246,29 @@ class Agent:
             left = None if limit is None else limit - summary.records
             if left is not None and left <= 0:
                 break
-            records = p.drain(left)
-            if final:
-                records += p.finish()
-            if left is not None:
-                records = records[:left]
-            try:
-                sink.write_many(records)
-            finally:
-                summary.records = sink.records
+            more = getattr(p, "more", None)
+            for _ in itertools.count() if final else range(_MAX_CHUNKS):  # final: the kernel is detached
+                records = p.drain(left)
+                try:
+                    sink.write_many(records[:left] if left is not None else records)
+                finally:
+                    summary.records = sink.records
+                left = None if limit is None else limit - summary.records
+                if more is None or (left is not None and left <= 0) or not more():
+                    break
+            if final and (left is None or left > 0):
+                records = p.finish()
+                try:
+                    sink.write_many(records[:left] if left is not None else records)
+                finally:
+                    summary.records = sink.records
         if limit is not None and summary.records >= limit:
             self.stop("count")
+
+
+# Ring chunks (pipelines.DRAIN_CHUNK) one drain takes from a pipeline before the others
+# get their turn; a ring still holding more is read again at once (the poll does not wait).
+_MAX_CHUNKS = 16
 
 
 def print_summary(summary: Summary) -> None:

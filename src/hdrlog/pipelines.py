@@ -30,8 +30,21 @@ log = logging.getLogger("hdrlog.pipeline")
 
 Processor = Callable[[Record], "Record | None"]
 
+# Bytes of events taken from a ring per drain() call: what is in memory at once (events,
+# records, their JSON) stays near this, however far behind the reader is. Callers call
+# drain() again while more() says the ring holds more.
+DRAIN_CHUNK = 1 << 20
 
-class PacketPipeline:
+
+class _RingPipeline:
+    capture: PacketCapture | SocketCapture
+
+    def more(self) -> bool:
+        """Events are waiting past what the last drain() took."""
+        return self.capture.ring.pending_bytes() > 0
+
+
+class PacketPipeline(_RingPipeline):
     """Packet records leave as finished JSON lines (bytes): see packets.PacketEncoder."""
 
     def __init__(self, capture: PacketCapture, encoder: PacketEncoder):
@@ -40,7 +53,7 @@ class PacketPipeline:
         self.decode_errors = 0
 
     def drain(self, limit: int | None = None) -> list[bytes]:
-        batch = self.capture.ring.drain()
+        batch = self.capture.ring.drain(DRAIN_CHUNK)
         encode = self.encoder.encode
         out = []
         if batch.stride == D.PACKET_STRIDE and batch.sizes[0] == D.PACKET_SIZE:
@@ -66,10 +79,10 @@ class PacketPipeline:
         self.capture.detach()
 
     def counters(self) -> dict[str, int]:
-        return self.capture.counters()
+        return {**self.capture.counters(), "events_read": self.capture.ring.records_read}
 
 
-class SocketPipeline:
+class SocketPipeline(_RingPipeline):
     def __init__(self, capture: SocketCapture, streams: StreamTable, recorder: HttpRecorder,
                  processors: list[Processor], tls_recorder: TlsRecorder | None = None, tls_probes=None):
         self.capture = capture
@@ -108,7 +121,7 @@ class SocketPipeline:
         return out
 
     def drain(self, limit: int | None = None) -> list[Record]:
-        batch = self.capture.ring.drain()
+        batch = self.capture.ring.drain(DRAIN_CHUNK)
         items = []
         feed = self.streams.feed
         for off, n in batch.records:
@@ -142,6 +155,7 @@ class SocketPipeline:
 
     def counters(self) -> dict[str, int]:
         c = {f"l7_{k}": v for k, v in self.capture.counters().items()}
+        c["l7_events_read"] = self.capture.ring.records_read
         s = self.streams.stats
         c.update(l7_parse_failures=self.parse_failures, l7_exchanges=self.exchanges, l7_tls_handshakes=self.handshakes,
                  l7_unplaced_bytes=s.unplaced_bytes, l7_evicted=s.evicted)

@@ -37,7 +37,8 @@ NOBODY = 65534
 TIMEOUT = 30  # seconds, for any one subprocess
 
 SUMMARY_RE = re.compile(
-    r"^hdrlog: seen (\d+), logged (\d+), dropped (\d+)(?: \(([^)]*)\))?(?:; L7 [^;]*)?; (\d+) records written"
+    r"^hdrlog: seen (\d+), logged (\d+), dropped (\d+)(?: \(([^)]*)\))?(?:; L7 [^;]*)?(?:; (\d+) events read)?; "
+    r"(\d+) records written"
 )
 
 ALL_FLAGS = (
@@ -94,13 +95,13 @@ def running(tmp_path: Path, *args: str, netns: str, ready: bool = True):
 def parse_summary(line: str) -> dict:
     m = SUMMARY_RE.match(line)
     assert m, f"no summary line: {line!r}"
-    seen, logged, dropped, detail, records = m.groups()
+    seen, logged, dropped, detail, read, records = m.groups()
     drops = {}
     for part in filter(None, (detail or "").split(", ")):
         name, _, n = part.rpartition(" ")
         drops[name] = int(n)
     return {"seen": int(seen), "logged": int(logged), "dropped": int(dropped),
-            "drops": drops, "records": int(records)}  # fmt: skip
+            "drops": drops, "read": int(read or 0), "records": int(records)}  # fmt: skip
 
 
 def _fdinfo(pid: int | str) -> list[dict[str, str]]:
@@ -638,6 +639,7 @@ def test_summary_counts_add_up_with_port_filter(netns_pair, tmp_path):
     assert s["drops"].get("filtered_port", 0) >= 6, s  # 3 requests + 3 replies at least
     assert s["logged"] >= 4, s  # the datagrams to port 9, at egress
     assert s["records"] == s["logged"] == len(run.records()), s
+    assert s["read"] >= s["logged"], s  # every logged packet read back (plus L7 connection/exec events)
 
 
 def test_summary_counts_add_up_with_only_pings(netns_pair, tmp_path):
