@@ -159,7 +159,7 @@ struct hl_settings {
 	__u16 tcp_flags_mask;
 	__u16 tcp_flags_value;
 	__u8 protos[32];      /* bitmap of IP protocols to keep (all zero: all) */
-	__u32 wake_bytes;     /* wake the reader once this much data is waiting */
+	__u32 wake_bytes;     /* per CPU: wake the reader after writing this much (ring_wake.h) */
 	__u32 _pad0;
 };
 
@@ -334,7 +334,7 @@ enum hl_sock_setting_flag {
 struct hl_sock_settings {
 	__u32 flags;       /* enum hl_sock_setting_flag */
 	__u32 data_max;    /* bytes copied per syscall, at most HL_DATA_MAX */
-	__u32 wake_bytes;  /* wake the reader once this much data is waiting */
+	__u32 wake_bytes;  /* per CPU: wake the reader after writing this much (ring_wake.h) */
 	__u32 _pad0;
 };
 

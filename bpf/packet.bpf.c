@@ -13,6 +13,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "hdrlog_abi.h"
+#include "ring_wake.h"
 
 #define TC_ACT_UNSPEC (-1) /* tcx: TCX_NEXT; cls_bpf: continue with the next filter */
 
@@ -736,9 +737,7 @@ static __always_inline struct hl_packet *handle(struct scratch *s, __u32 n, __u3
 	p->captured = avail;
 	__builtin_memcpy(rec, p, sizeof(*rec));
 	/* Wake the reader only when enough is waiting; it also drains on a timer. */
-	*wake = BPF_RB_NO_WAKEUP;
-	if (cfg->wake_bytes == 0 || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg->wake_bytes)
-		*wake = BPF_RB_FORCE_WAKEUP;
+	*wake = ring_wake_flag(cfg->wake_bytes, sizeof(*rec) + snap);
 	count(HL_CNT_LOGGED);
 	return rec;
 }

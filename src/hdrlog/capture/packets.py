@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass, field
 
 from hdrlog.bpf import Link, ObjectSpec, remove_stale_tc_filters
-from hdrlog.capture.base import Capture, ObjectMissingError, object_path
+from hdrlog.capture.base import Capture, ObjectMissingError, object_path, wake_bytes_per_cpu
 from hdrlog.decode import COUNTERS
 
 __all__ = ["PacketCapture", "PacketFilters", "object_path", "ObjectMissingError"]
@@ -81,7 +81,7 @@ class PacketCapture(Capture):
             spec.map(FLOW_MAP).max_entries = max_flows if flows else 1
             cap = cls._new(spec.load())
         # wake the reader when a quarter of the ring is waiting; it drains on a timer otherwise
-        cap._wake_bytes = ring_size // 4
+        cap._wake_bytes = wake_bytes_per_cpu(ring_size)
         cap.configure(PacketFilters())
         return cap
 
