@@ -187,8 +187,10 @@ def test_key_round_trip():
 
 
 def test_ports_community_id_is_the_librarys():
-    """The fast Community ID of TCP and UDP flows equals the communityid library's, both orders,
-    IPv4 and IPv6, equal addresses (then the ports order them)."""
+    """The Community ID of TCP, UDP and SCTP flows, computed without the library, equals the
+    communityid library's, both orders, IPv4 and IPv6, equal addresses (then the ports order them)."""
+    from hdrlog.stitch.flows import library_community_id
+
     import random
 
     rnd = random.Random(7)
@@ -196,6 +198,7 @@ def test_ports_community_id_is_the_librarys():
     for _ in range(200):
         n = rnd.choice((4, 16))
         a, b = rnd.randbytes(n), rnd.randbytes(n)
-        cases.append((rnd.choice((6, 17)), a, b if rnd.random() < 0.9 else a, rnd.randrange(65536), rnd.randrange(65536)))
+        cases.append((rnd.choice((6, 17, 132)), a, b if rnd.random() < 0.9 else a, rnd.randrange(65536), rnd.randrange(65536)))
     for proto, a, b, pa, pb in cases:
-        assert F.ports_community_id(proto, a, b, pa, pb) == community_id(proto, a, b, pa, pb) == F.ports_community_id(proto, b, a, pb, pa)
+        want = library_community_id(proto, a, b, pa, pb)
+        assert community_id(proto, a, b, pa, pb) == want == community_id(proto, b, a, pb, pa)
