@@ -41,8 +41,9 @@ COMMON_DOCS = [
 ]
 
 
-class PacketRecord(Record, kw_only=True, omit_defaults=True, frozen=True):
-    """One packet's L2-L4 header elements."""
+class PacketRecord(Record, kw_only=True, omit_defaults=True, frozen=True, forbid_unknown_fields=True):
+    """One packet's L2-L4 header elements. packets.PacketEncoder writes these as text, in
+    this order; decoding a line into this class checks it (unknown names are errors)."""
 
     interface: str | None = _f("frame.interface_name", "interface the packet was seen on")
     direction: str | None = _f("network.direction", '"ingress" or "egress" at that interface')
@@ -77,8 +78,8 @@ class PacketRecord(Record, kw_only=True, omit_defaults=True, frozen=True):
     ip_flags_mf: bool | None = _f("ip.flags.mf", "more fragments")
     ip_frag_offset: int | None = _f("ip.frag_offset", "fragment offset in 8-byte units")
     ip_ttl: int | None = _f("ip.ttl", "time to live")
-    ip_proto: int | None = _f("ip.proto", "protocol")
     ip_checksum: int | None = _f("ip.checksum", "header checksum")
+    ip_proto: int | None = _f("ip.proto", "protocol")
     ip_src: str | None = _f("ip.src", "source address")
     ip_dst: str | None = _f("ip.dst", "destination address")
     ip_opt_type: list[int] | None = _f("ip.opt.type", "option types, in order")
