@@ -36,10 +36,15 @@ class Clock:
             self.sync()
         return mono_ns + self._offset
 
-    def rfc3339(self, mono_ns: int) -> str:
+    def second_and_ns(self, mono_ns: int) -> tuple[str, int]:
+        """The wall-clock second as RFC 3339 text ("2026-01-01T00:00:00") and the nanoseconds in it."""
         wall = self.wall_ns(mono_ns)
         sec, ns = divmod(wall, 1_000_000_000)
         if sec != self._sec:
             self._sec = sec
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        return f"{self._prefix}.{ns:09d}Z"
+        return self._prefix, ns
+
+    def rfc3339(self, mono_ns: int) -> str:
+        second, ns = self.second_and_ns(mono_ns)
+        return f"{second}.{ns:09d}Z"

@@ -54,26 +54,37 @@ def _ds(prefix: str, tos: int) -> str:
     return f'"{prefix}":{tos},"{prefix}.dscp":{tos >> 2},"{prefix}.ecn":{tos & 3},'
 
 
-_TOS4 = [_ds("ip.dsfield", t) for t in range(256)]
-_TOS6 = [_ds("ipv6.tclass", t) for t in range(256)]
+_TOS4 = [_ds("ip.dsfield", t).encode() for t in range(256)]
+_TOS6 = [_ds("ipv6.tclass", t).encode() for t in range(256)]
 _IP_FLAGS = [
-    f'"ip.flags":{f},"ip.flags.rb":{_b(f & 4)},"ip.flags.df":{_b(f & 2)},"ip.flags.mf":{_b(f & 1)},'
+    f'"ip.flags":{f},"ip.flags.rb":{_b(f & 4)},"ip.flags.df":{_b(f & 2)},"ip.flags.mf":{_b(f & 1)},'.encode()
     for f in range(8)
 ]
 _TCP_FLAG_NAMES = ((0x100, "ae"), (0x80, "cwr"), (0x40, "ece"), (0x20, "urg"), (0x10, "ack"),
                    (0x08, "push"), (0x04, "reset"), (0x02, "syn"), (0x01, "fin"))  # fmt: skip
 
 
-def _tcp_flags_text(fl: int) -> str:
-    return f'"tcp.flags":{fl},' + "".join(f'"tcp.flags.{n}":{_b(fl & bit)},' for bit, n in _TCP_FLAG_NAMES)
+def _tcp_flags_text(fl: int) -> bytes:
+    return (f'"tcp.flags":{fl},' + "".join(f'"tcp.flags.{n}":{_b(fl & bit)},' for bit, n in _TCP_FLAG_NAMES)).encode()
 
 
 _TCP_FLAGS = [_tcp_flags_text(f) for f in range(512)]
 
-_IPV4 = '"ip.version":4,"ip.hdr_len":%d,%s"ip.len":%d,"ip.id":%d,%s"ip.frag_offset":%d,"ip.ttl":%d,"ip.checksum":%d,'
-_IPV6 = '"ipv6.version":6,%s"ipv6.flow":%d,"ipv6.plen":%d,"ipv6.nxt":%d,"ipv6.hlim":%d,'
-_TCP = ('"tcp.seq_raw":%d,"tcp.ack_raw":%d,"tcp.hdr_len":%d,%s"tcp.window_size_value":%d,'
-        '"tcp.checksum":%d,"tcp.urgent_pointer":%d,"tcp.len":%d,')  # fmt: skip
+_HEAD = b'{"ts":"%s.%09dZ","type":"packet",%s"frame.len":%d,%s'
+_IPV4 = b'"ip.version":4,"ip.hdr_len":%d,%s"ip.len":%d,"ip.id":%d,%s"ip.frag_offset":%d,"ip.ttl":%d,"ip.checksum":%d,'
+_IPV6 = b'"ipv6.version":6,%s"ipv6.flow":%d,"ipv6.plen":%d,"ipv6.nxt":%d,"ipv6.hlim":%d,'
+_TCP = (b'"tcp.seq_raw":%d,"tcp.ack_raw":%d,"tcp.hdr_len":%d,%s"tcp.window_size_value":%d,'
+        b'"tcp.checksum":%d,"tcp.urgent_pointer":%d,"tcp.len":%d,')  # fmt: skip
+_TCP_TS = b'"tcp.options.timestamp.tsval":%d,"tcp.options.timestamp.tsecr":%d,'
+# The usual packet, one format: established TCP (no IP options or extension headers, no
+# payload kept, options none or timestamps only), built from the pieces above.
+_FAST_TCP = {
+    (4, 0): _HEAD + _IPV4 + b"%s%s" + _TCP[:-1] + b"}",
+    (4, 1): _HEAD + _IPV4 + b"%s%s" + _TCP + _TCP_TS[:-1] + b"}",
+    (6, 0): _HEAD + _IPV6 + b"%s%s" + _TCP[:-1] + b"}",
+    (6, 1): _HEAD + _IPV6 + b"%s%s" + _TCP + _TCP_TS[:-1] + b"}",
+}
+_NOT_FAST = D.PKT_HDR_TRUNCATED | D.PKT_TCP_OPTS_BAD | D.PKT_IP_FRAGMENT
 
 
 def _ip_options(opts: bytes) -> list[int]:
@@ -102,8 +113,10 @@ class PacketEncoder:
 
     def __init__(self, clock: Clock | None = None):
         self.clock = clock or Clock()
-        self._ifaces: dict[tuple[int, int, int], str] = {}
-        self._flows: dict[tuple, tuple[str, str, str]] = {}
+        self._ifaces: dict[tuple[int, int, int], bytes] = {}
+        self._flows: dict[tuple, tuple[bytes, bytes, bytes]] = {}
+        self._second = ""
+        self._second_text = b""
 
     def ifname(self, ifindex: int) -> str:
         try:
@@ -111,10 +124,10 @@ class PacketEncoder:
         except OSError:
             return f"if{ifindex}"
 
-    def _iface(self, ifindex: int, direction: int, xdp: int) -> str:
+    def _iface(self, ifindex: int, direction: int, xdp: int) -> bytes:
         text = (f'"frame.interface_name":{_s(self.ifname(ifindex))},'
                 f'"network.direction":"{"egress" if direction else "ingress"}",'
-                f'"hdrlog.hook":"{"xdp" if xdp else "tc"}",')  # fmt: skip
+                f'"hdrlog.hook":"{"xdp" if xdp else "tc"}",').encode()  # fmt: skip
         self._ifaces[(ifindex, direction, xdp)] = text
         return text
 
@@ -129,26 +142,41 @@ class PacketEncoder:
         iface = self._ifaces.get((ifindex, direction, xdp)) or self._iface(ifindex, direction, xdp)
         key = (flags & _FLOW_KEY_FLAGS, malformed, eth_type, eth_dst, eth_src, vlan_count, vlan_tpid, vlan_tci,
                eth_proto, ip_version, ip_proto, saddr, daddr, sport, dport, icmp_type, icmp_code)  # fmt: skip
-        flow = self._flows.get(key)
-        if flow is None:
-            flow = self._flow_text(key)
-        parts = ['{"ts":"', self.clock.rfc3339(ts_ns), '","type":"packet",', iface, '"frame.len":%d,' % flen, flow[0]]
+        flow = self._flows.get(key) or self._flow_text(key)
+        second, ns = self.clock.second_and_ns(ts_ns)
+        if second != self._second:
+            self._second, self._second_text = second, second.encode()
+        if (ip_proto == 6 and flags & D.PKT_L4 and not (flags & _NOT_FAST or malformed or payload or ip_opts_len
+                                                         or ip6_ext_count) and tcp_opts | D.TCPOPT_TIMESTAMP
+                == D.TCPOPT_TIMESTAMP and tcp_flags < 512):  # fmt: skip
+            ts = 1 if tcp_opts else 0
+            if ip_version == 4:
+                args = (ip_hdr_len, _TOS4[tos], ip_len, ip_id, _IP_FLAGS[ip_frag >> 13], ip_frag & 0x1FFF, ttl, ip_csum)
+            else:
+                args = (_TOS6[tos], ip6_flow, ip_len, ip6_nxt, ttl)
+            args = (self._second_text, ns, iface, flen, flow[0], *args, flow[1], flow[2], seq, ack, l4_hdr_len,
+                    _TCP_FLAGS[tcp_flags], window, l4_csum, urg_ptr, l4_payload)  # fmt: skip
+            if ts:
+                args += (ts_val, ts_ecr)
+            return _FAST_TCP[(ip_version, ts)] % args
+        parts = [_HEAD % (self._second_text, ns, iface, flen, flow[0])]
         if ip_version == 4:
             parts.append(_IPV4 % (ip_hdr_len, _TOS4[tos], ip_len, ip_id, _IP_FLAGS[ip_frag >> 13], ip_frag & 0x1FFF,
                                   ttl, ip_csum))
             parts.append(flow[1])
             if ip_opts_len:
                 opts = ip_opts[:ip_opts_len]
-                parts.append(f'"ip.opt.type":{_ints(_ip_options(opts))},"ip.options":"{opts.hex()}",')
+                parts.append(f'"ip.opt.type":{_ints(_ip_options(opts))},"ip.options":"{opts.hex()}",'.encode())
         elif ip_version == 6:
             parts.append(_IPV6 % (_TOS6[tos], ip6_flow, ip_len, ip6_nxt, ttl))
             parts.append(flow[1])
             if ip6_ext_count:
                 ext = list(ip6_ext[: min(ip6_ext_count, 8)])
-                parts.append(f'"ipv6.ext_headers":{_ints(ext)},')
+                text = f'"ipv6.ext_headers":{_ints(ext)},'
                 if 44 in ext:
-                    parts.append(f'"ipv6.fraghdr.offset":{ip6_frag >> 3},"ipv6.fraghdr.more":{_b(ip6_frag & 1)},'
-                                 f'"ipv6.fraghdr.ident":{ip6_frag_id},')
+                    text += (f'"ipv6.fraghdr.offset":{ip6_frag >> 3},"ipv6.fraghdr.more":{_b(ip6_frag & 1)},'
+                             f'"ipv6.fraghdr.ident":{ip6_frag_id},')  # fmt: skip
+                parts.append(text.encode())
         if flags & D.PKT_L4:
             parts.append(flow[2])
             if ip_proto == 6:
@@ -157,21 +185,21 @@ class PacketEncoder:
                 if tcp_opts:
                     parts.append(self._tcp_options(tcp_opts, mss, wscale, sack_count, sack, ts_val, ts_ecr))
                 if flags & D.PKT_TCP_OPTS_BAD:
-                    parts.append('"tcp.options.malformed":true,')
+                    parts.append(b'"tcp.options.malformed":true,')
                 if payload:
-                    parts.append(f'"tcp.payload":"{payload.hex()}",')
+                    parts.append(b'"tcp.payload":"%s",' % payload.hex().encode())
             elif ip_proto == 17:
-                parts.append('"udp.length":%d,"udp.checksum":%d,' % (udp_len, l4_csum))
+                parts.append(b'"udp.length":%d,"udp.checksum":%d,' % (udp_len, l4_csum))
                 if payload:
-                    parts.append(f'"udp.payload":"{payload.hex()}",')
+                    parts.append(b'"udp.payload":"%s",' % payload.hex().encode())
             else:
                 parts.append(self._icmp(ip_proto, icmp_type, l4_csum, icmp_rest))
                 if payload:
-                    parts.append(f'"data.data":"{payload.hex()}",')
-        line = "".join(parts)
-        return (line[:-1] + "}").encode()
+                    parts.append(b'"data.data":"%s",' % payload.hex().encode())
+        line = b"".join(parts)
+        return line[:-1] + b"}"
 
-    def _flow_text(self, key: tuple) -> tuple[str, str, str]:
+    def _flow_text(self, key: tuple) -> tuple[bytes, bytes, bytes]:
         """(text before the IP fields, IP protocol and addresses, ports / ICMP type and code)."""
         (kflags, malformed, eth_type, eth_dst, eth_src, vlan_count, vlan_tpid, vlan_tci, eth_proto, ip_version,
          proto, saddr, daddr, sport, dport, icmp_type, icmp_code) = key  # fmt: skip
@@ -211,7 +239,7 @@ class PacketEncoder:
             l4 = f'"icmpv6.type":{icmp_type},"icmpv6.code":{icmp_code},'
         if len(self._flows) >= FLOW_TEXT_CACHE:
             self._flows.clear()
-        text = self._flows[key] = ("".join(head), l3, l4)
+        text = self._flows[key] = ("".join(head).encode(), l3.encode(), l4.encode())
         return text
 
     @staticmethod
@@ -231,7 +259,7 @@ class PacketEncoder:
         return out
 
     @staticmethod
-    def _tcp_options(opts: int, mss: int, wscale: int, sack_count: int, sack: bytes, ts_val: int, ts_ecr: int) -> str:
+    def _tcp_options(opts: int, mss: int, wscale: int, sack_count: int, sack: bytes, ts_val: int, ts_ecr: int) -> bytes:
         out = ""
         if opts & D.TCPOPT_MSS:
             out += f'"tcp.options.mss_val":{mss},'
@@ -243,12 +271,13 @@ class PacketEncoder:
         if opts & D.TCPOPT_SACK:
             edges = [int.from_bytes(sack[i : i + 4], "little") for i in range(0, 8 * min(sack_count, 4), 4)]
             out += f'"tcp.options.sack_le":{_ints(edges[0::2])},"tcp.options.sack_re":{_ints(edges[1::2])},'
+        out = out.encode()
         if opts & D.TCPOPT_TIMESTAMP:
-            out += f'"tcp.options.timestamp.tsval":{ts_val},"tcp.options.timestamp.tsecr":{ts_ecr},'
+            out += _TCP_TS % (ts_val, ts_ecr)
         return out
 
     @staticmethod
-    def _icmp(proto: int, icmp_type: int, csum: int, rest: int) -> str:
+    def _icmp(proto: int, icmp_type: int, csum: int, rest: int) -> bytes:
         ident, seq = rest >> 16, rest & 0xFFFF
         if proto == 1:
             out = f'"icmp.checksum":{csum},'
@@ -258,4 +287,4 @@ class PacketEncoder:
             out = f'"icmpv6.checksum":{csum},'
             if icmp_type in _ECHO_V6:
                 out += f'"icmpv6.echo.identifier":{ident},"icmpv6.echo.sequence_number":{seq},'
-        return out
+        return out.encode()
