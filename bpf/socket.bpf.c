@@ -258,15 +258,13 @@ static __always_inline struct sock *sock_of_fd(__u32 fd, __u16 *type)
 	return BPF_CORE_READ(sock, sk);
 }
 
-/* Fill the identity of a socket event; 0 if the socket is not one to capture. */
-static __always_inline int fill_id(struct hl_sock_id *id, const struct hl_sock_settings *cfg, __u32 fd)
+/* Fill the identity of a socket event from its sock; 0 if the socket is not one to capture. */
+static __always_inline int fill_id_of(struct hl_sock_id *id, const struct hl_sock_settings *cfg, struct sock *sk,
+				      __u16 type, __u32 fd)
 {
-	__u16 type = 0, family;
-	struct sock *sk = sock_of_fd(fd, &type);
+	__u16 family;
 	__u64 pid_tgid;
 
-	if (!sk)
-		return 0;
 	family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (family == AF_UNIX) {
 		if (!(cfg->flags & HL_SS_UNIX)) {
@@ -306,6 +304,14 @@ static __always_inline int fill_id(struct hl_sock_id *id, const struct hl_sock_s
 	id->ts_ns = bpf_ktime_get_ns();
 	bpf_get_current_comm(id->comm, sizeof(id->comm));
 	return 1;
+}
+
+static __always_inline int fill_id(struct hl_sock_id *id, const struct hl_sock_settings *cfg, __u32 fd)
+{
+	__u16 type = 0;
+	struct sock *sk = sock_of_fd(fd, &type);
+
+	return sk && fill_id_of(id, cfg, sk, type, fd);
 }
 
 static __always_inline void emit_conn(__u8 kind, __u8 syscall, __u32 fd, long ret)
@@ -397,10 +403,34 @@ static __always_inline void emit_data(const struct stash *st, long ret, int plai
 	__u32 iovcnt = 0;
 	__u64 flags, key;
 
+	__u16 type = 0;
+	struct sock *sk;
+
 	if (!cfg || !s)
 		return;
+	sk = sock_of_fd(st->fd, &type);
+	if (!sk)
+		return;
+	/* What is known of the connection decides first: bytes of a connection that is not
+	 * L7, or TLS past its handshake, are neither described nor copied. */
+	key = (__u64)sk ^ cfg_sock_key;
+	if (plaintext)
+		key = PLAINTEXT_KEY(key);
+	known = bpf_map_lookup_elem(&conns, &key);
+	if (known)
+		state = *known;
+	if (!(cfg->flags & HL_SS_ALL_DATA)) {
+		if (state == CONN_OTHER) {
+			count(HL_SC_NOT_L7);
+			return;
+		}
+		if (state == CONN_TLS_DATA && !plaintext) {
+			count(HL_SC_TLS_CIPHERTEXT);
+			return;
+		}
+	}
 	__builtin_memset(&s->ev, 0, sizeof(s->ev));
-	if (!fill_id(&s->ev.id, cfg, st->fd))
+	if (!fill_id_of(&s->ev.id, cfg, sk, type, st->fd))
 		return;
 	s->ev.type = HL_EV_SOCK_DATA;
 	s->ev.syscall = syscall;
@@ -411,14 +441,6 @@ static __always_inline void emit_data(const struct stash *st, long ret, int plai
 	if (plaintext)
 		s->ev.flags |= HL_SD_TLS;
 
-	key = plaintext ? PLAINTEXT_KEY(s->ev.id.sock) : s->ev.id.sock;
-	known = bpf_map_lookup_elem(&conns, &key);
-	if (known)
-		state = *known;
-	if (state == CONN_OTHER && !(cfg->flags & HL_SS_ALL_DATA)) {
-		count(HL_SC_NOT_L7);
-		return;
-	}
 
 	if (syscall == HL_SYS_SENDFILE) {
 		s->ev.flags = HL_SD_NO_DATA;
