@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hdrlog.clock import Clock
+from hdrlog.protocols.http1 import accepted_head
 from hdrlog.records import HttpRecord, TlsRecord
 from hdrlog.stitch.flows import address_text, community_id
 from hdrlog.stitch.streams import Connection, TlsHandshake
@@ -20,6 +21,7 @@ DEFAULT_HEADERS = (
 )  # fmt: skip
 _TCP = 6
 _AF_UNIX = 1
+_CACHE_MAX = 4096  # connection contexts, header lines, hosts remembered (then all forgotten at once)
 
 
 @dataclass(frozen=True)
@@ -80,20 +82,87 @@ def _first(headers: list[tuple[str, str]], name: str) -> str | None:
     return None
 
 
+_FIRSTS = frozenset({"host", "user-agent"})  # read whether chosen or not
+_IGNORED = ()  # a line neither chosen nor one of _FIRSTS
+
+
+class _HeadPicker:
+    """HeaderSelection.pick, _first(User-Agent) and _first(Host) of a head llhttp accepted
+    (http1.accepted_head), without splitting every field of every message: header lines repeat
+    from message to message (the same clients and servers), so each distinct short line is cut
+    into (lower-case name, value) once. The same result as picking from http1's split fields."""
+
+    _LINE_MAX = 256  # longer lines (cookies, tokens) are rarely repeated: not remembered
+
+    def __init__(self, selection: HeaderSelection) -> None:
+        self._everything = selection.everything
+        self._names = selection.names
+        self._lines: dict[bytes, tuple | None] = {}  # line -> (key, value, chosen) or _IGNORED
+
+    def _cut(self, line: bytes) -> tuple[str, str, bool]:
+        name, _, value = line.partition(b":")
+        key = name.decode("latin-1").lower()
+        return key, value.strip(b" \t").decode("latin-1"), self._everything or key in self._names
+
+    def pick(self, head: bytes) -> tuple[dict[str, list[str]] | None, str | None, str | None]:
+        """(chosen fields, first User-Agent, first Host)."""
+        out: dict[str, list[str]] = {}
+        agent = host = None
+        lines = self._lines
+        for line in head.split(b"\r\n")[1:-2]:  # the field lines (see http1._split_fields)
+            hit = lines.get(line)
+            if hit is None:
+                key, value, chosen = self._cut(line)
+                if len(line) <= self._LINE_MAX:
+                    if len(lines) >= _CACHE_MAX:
+                        lines.clear()
+                    lines[line] = (key, value, chosen) if chosen or key in _FIRSTS else _IGNORED
+            elif hit is _IGNORED:
+                continue
+            else:
+                key, value, chosen = hit
+            if chosen:
+                if key in out:
+                    out[key].append(value)
+                else:
+                    out[key] = [value]
+            if key == "host":
+                if host is None:
+                    host = value
+            elif key == "user-agent" and agent is None:
+                agent = value
+        return out or None, agent, host
+
+
 class _Context:
     """The fields every record of a connection carries: endpoints, flow, process."""
 
     def __init__(self, clock: Clock):
         self.clock = clock
+        self._known: dict[tuple, dict] = {}
 
     def fields(self, conn: Connection, rtype: str, ts: int) -> dict:
+        """A new dict of the record's context fields; what a connection's records share is
+        worked out once per distinct identity (process, cgroup, endpoints)."""
+        sid = conn.id
+        key = (rtype, conn.role, sid.tgid, sid.cgroup_id, sid.family, sid.laddr, sid.raddr, sid.lport,
+               sid.rport, sid.comm)
+        known = self._known.get(key)
+        if known is None:
+            if len(self._known) >= _CACHE_MAX:
+                self._known.clear()
+            known = self._known[key] = self._shared(conn, rtype)
+        f = known.copy()
+        f["ts"] = self.clock.rfc3339(ts)
+        f["tid"] = sid.tid
+        return f
+
+    def _shared(self, conn: Connection, rtype: str) -> dict:
         sid = conn.id
         f: dict = {
-            "ts": self.clock.rfc3339(ts),
             "type": rtype,
             "role": conn.role,
             "pid": sid.tgid,
-            "tid": sid.tid,
             "executable_name": sid.command,
             "cgroup_id": sid.cgroup_id,
         }
@@ -166,6 +235,21 @@ class HttpRecorder:
         self.clock = clock
         self.headers = headers or HeaderSelection()
         self._ctx = _Context(clock)
+        self._picker = _HeadPicker(self.headers)
+        self._hosts: dict[str, tuple[str, int | None]] = {}
+
+    def _request_fields(self, req) -> tuple[dict[str, list[str]] | None, str | None, str | None]:
+        head = accepted_head(req)
+        if head is not None:
+            return self._picker.pick(head)
+        headers = req.headers
+        return self.headers.pick(headers), _first(headers, "user-agent"), _first(headers, "host")
+
+    def _response_fields(self, resp) -> dict[str, list[str]] | None:
+        head = accepted_head(resp)
+        if head is not None:
+            return self._picker.pick(head)[0]
+        return self.headers.pick(resp.headers)
 
     def record(self, conn: Connection, ex) -> HttpRecord:
         req, resp = ex.request, ex.response
@@ -175,21 +259,26 @@ class HttpRecorder:
         if conn.tls:
             f.update(_tls_names(conn))
         if req is not None:
-            path, query = _split_target(req.target)
-            f.update(method=req.method, url_path=path, url_query=query, request_body_size=req.body_size)
-            f["request_headers"] = self.headers.pick(req.headers)
-            f["user_agent"] = _first(req.headers, "user-agent")
-            host = _first(req.headers, "host")
+            f["url_path"], f["url_query"] = _split_target(req.target)
+            f["method"] = req.method
+            f["request_body_size"] = req.body_size
+            f["request_headers"], f["user_agent"], host = self._request_fields(req)
             if host:
-                name, port = _host_port(host)
-                f["server_address"] = name
-                if port is not None:
-                    f["server_port"] = port
+                hosts = self._hosts
+                hp = hosts.get(host)
+                if hp is None:
+                    if len(hosts) >= _CACHE_MAX:
+                        hosts.clear()
+                    hp = hosts[host] = _host_port(host)
+                f["server_address"] = hp[0]
+                if hp[1] is not None:
+                    f["server_port"] = hp[1]
             if req.truncated:
                 f["request_truncated"] = True
         if resp is not None:
-            f.update(status_code=resp.status, response_body_size=resp.body_size)
-            f["response_headers"] = self.headers.pick(resp.headers)
+            f["status_code"] = resp.status
+            f["response_body_size"] = resp.body_size
+            f["response_headers"] = self._response_fields(resp)
             if resp.interim:
                 f["interim_status"] = list(resp.interim)
             if resp.truncated:

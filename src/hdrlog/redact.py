@@ -81,6 +81,10 @@ _MYSQL_P = re.compile(r"(\s-p)(\S+)")
 # argv joined with spaces, so that is where the argument ended)
 _CMD_HEADER = re.compile(r"(?<![\w-])([A-Za-z0-9-]+):[ \t]*(.+?)(?=\s+-{1,2}[A-Za-z]|\s+[A-Za-z][A-Za-z0-9+.-]*://|$)")
 _NAME_CACHE_MAX = 1024  # names come off the wire; do not remember unboundedly many
+# every record of a process carries its command line: redact each distinct one once
+# (at most MAX_CMDLINE_BYTES each, so this holds a few MiB at worst)
+_COMMAND_CACHE_MAX = 1024
+_UNSEEN = object()
 
 Hide = Callable[[str], str]
 R = TypeVar("R", bound=Record)
@@ -110,6 +114,7 @@ class Redactor:
         self._extra_params = frozenset(p.lower() for p in extra_params)
         self._rules: dict[str, Callable[[str], str] | None] = {}
         self._params: dict[str, bool] = {}
+        self._commands: dict[str, str] = {}
 
     @classmethod
     def from_config(cls, cfg: Any) -> Redactor:
@@ -126,18 +131,27 @@ class Redactor:
         if not self.enabled or not isinstance(record, (HttpRecord, TlsRecord)):
             return record
         changes: dict[str, Any] = {}
-        if record.command_line:
-            cmd = self.command_line(record.command_line)
-            if cmd != record.command_line:
+        text = record.command_line
+        if text:
+            cmd = self._commands.get(text)
+            if cmd is None:
+                if len(self._commands) >= _COMMAND_CACHE_MAX:
+                    self._commands.clear()
+                cmd = self._commands[text] = self.command_line(text)
+            if cmd != text:
                 changes["command_line"] = cmd
         if isinstance(record, TlsRecord):
             return msgspec.structs.replace(record, **changes) if changes else record  # type: ignore[return-value]
-        for field in ("request_headers", "response_headers"):
-            headers = getattr(record, field)
-            if headers:
-                redacted = self.headers(headers)
-                if redacted is not headers:
-                    changes[field] = redacted
+        headers = record.request_headers
+        if headers:
+            redacted = self.headers(headers)
+            if redacted is not headers:
+                changes["request_headers"] = redacted
+        headers = record.response_headers
+        if headers:
+            redacted = self.headers(headers)
+            if redacted is not headers:
+                changes["response_headers"] = redacted
         if record.url_query:
             query = self.query(record.url_query)
             if query != record.url_query:
@@ -167,13 +181,20 @@ class Redactor:
 
     def headers(self, headers: dict[str, list[str]]) -> dict[str, list[str]]:
         """A new map with secret values replaced, or the same map when none is secret."""
-        rules = [(name, self._rule(name)) for name in headers]
-        if not any(rule for _, rule in rules):
+        known = self._rules
+        for name in headers:
+            rule = known.get(name, _UNSEEN)
+            if rule is _UNSEEN:
+                rule = self._rule(name)
+            if rule is not None:
+                break
+        else:
             return headers
-        return {
-            name: [rule(v) for v in headers[name]] if rule else headers[name]
-            for name, rule in rules
-        }
+        out = {}
+        for name, values in headers.items():
+            rule = self._rule(name)
+            out[name] = [rule(v) for v in values] if rule else values
+        return out
 
     def header(self, name: str, value: str) -> str:
         """One header value, redacted as its (any case) name demands."""

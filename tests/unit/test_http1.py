@@ -975,3 +975,70 @@ def test_gap_over_chunk_data_and_its_crlf_keeps_the_framing():
     out += p.feed(SERVER, b"32\r\n" + b"c" * 50 + b"\r\n0\r\n\r\n", 4)
     (ex,) = [x for x in out if isinstance(x, HttpExchange)]
     assert ex.response.body_size == 6150 and not ex.response.truncated
+
+
+# -- fields of accepted heads: split from the bytes, as llhttp's own callbacks report them ------
+
+
+_NAME_BYTES = b"aZ-_!#$%&'*+.^`|~09" + b"(),/;<=>?@[]{}\" \t\x80\xff\x00"
+_VALUE_BYTES = b"aZ09 \t:;,=/\"\x7f\x80\xa0\xff\x00\x01\x0b\x0c\r\n"
+
+
+def _random_head(rng: random.Random, response: bool) -> bytes:
+    lines = [b"HTTP/1.1 200 OK" if response else b"GET /x?y=1 HTTP/1.1"]
+    for _ in range(rng.randrange(0, 8)):
+        name = bytes(rng.choice(_NAME_BYTES[:19] if rng.random() < 0.8 else _NAME_BYTES)
+                     for _ in range(rng.randrange(0 if rng.random() < 0.05 else 1, 12)))
+        value = bytes(rng.choice(_VALUE_BYTES[:10] if rng.random() < 0.7 else _VALUE_BYTES)
+                      for _ in range(rng.randrange(0, 20)))
+        sep = rng.choice([b":", b": ", b":\t ", b" :", b":"])
+        lines.append(name + sep + value)
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+class _Collect:
+    def __init__(self):
+        self.headers = []
+
+    def on_header(self, name, value):
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1").rstrip(" \t")))
+
+
+def test_fields_of_accepted_heads_are_llhttps_own():
+    """Whenever llhttp accepts a head whole, the fields split from its bytes (what a message's
+    headers become when first read) are exactly what llhttp's per-field callbacks report."""
+    import httptools
+
+    from hdrlog.protocols.http1 import _split_fields, accepted_head
+
+    rng = random.Random(4242)
+    accepted = 0
+    for i in range(3000):
+        response = bool(i % 2)
+        head = _random_head(rng, response)
+        got = _Collect()
+        cls = httptools.HttpResponseParser if response else httptools.HttpRequestParser
+        try:
+            cls(got).feed_data(head)
+        except httptools.HttpParserUpgrade:
+            pass
+        except httptools.HttpParserError:
+            continue
+        accepted += 1
+        assert _split_fields(head) == got.headers, head
+        p = Http1Parser()
+        out = p.feed(C, b"GET /x HTTP/1.1\r\n\r\n", 1) if response else []
+        out += p.feed(S if response else C, head, 2) + p.close(3)
+        (x,) = exchanges(out)
+        msg = x.response if response else x.request
+        assert msg.headers == got.headers, head
+        assert accepted_head(msg) is None  # split once, then kept
+    assert accepted > 300, "the generator should make acceptable heads often enough"
+
+
+def test_refused_head_keeps_the_fields_llhttp_reported_before_refusing():
+    """A head llhttp refuses is logged truncated with the fields it reported before the error."""
+    out = parse([(C, b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 1)], close_ts=5)
+    (x,) = exchanges(out)
+    assert x.request.truncated and x.request.headers == [("Host", "h"), ("Content-Length", "1")]
+    assert failures(out) == [(C, "invalid head: Duplicate Content-Length")]

@@ -284,3 +284,22 @@ def test_command_line_without_secrets_is_unchanged():
     cmd = "nginx -g daemon off; -p /tmp/prefix"
     rec = HttpRecord(ts="t", type="http", command_line=cmd)
     assert Redactor()(rec) is rec
+
+
+def test_command_lines_are_redacted_once_each_and_alike():
+    """A process's command line is redacted the same way on every record (it is worked out once)."""
+    r = Redactor()
+    cmd = "app --password=sekrit123 --port 80"
+    outs = [r(HttpRecord(ts="t", type="http", command_line=cmd)).command_line for _ in range(3)]
+    assert outs == ["app --password=[REDACTED] --port 80"] * 3
+    assert r(HttpRecord(ts="t", type="http", command_line="app --port 80")).command_line == "app --port 80"
+
+
+def test_headers_without_secrets_are_the_same_map():
+    """Header maps with no secret name come back as the very same object; with one, a new map."""
+    r = Redactor()
+    plain = {"host": ["h"], "accept": ["*/*"]}
+    assert r.headers(plain) is plain
+    secret = {"host": ["h"], "authorization": ["Bearer abc"], "x-api-key": ["k"]}
+    assert r.headers(secret) == {"host": ["h"], "authorization": [f"Bearer {REDACTED}"], "x-api-key": [REDACTED]}
+    assert secret["authorization"] == ["Bearer abc"]

@@ -105,3 +105,19 @@ def test_idle_connections_are_flushed():
     exchanges(t, [conn(1, CONN_CONNECT), data(2, OUT, REQ)])
     out = t.flush_idle(now_ns=10**12, idle_ns=10**9)
     assert len(out) == 1 and len(t) == 0
+
+
+def test_items_keep_the_connection_as_it_was_when_they_completed():
+    """An exchange is tagged with the connection's identity at its completion (the thread that
+    completed it), not with what later events of the same batch change."""
+    import msgspec
+
+    def ev(ts, direction, payload, tid):
+        return SockDataEvent(direction, 1, 0, len(payload), msgspec.structs.replace(sid(ts), tid=tid), payload)
+
+    t = StreamTable(Http1Parser)
+    got = exchanges(t, [conn(1, CONN_CONNECT), ev(2, OUT, REQ, 101), ev(3, IN, RESP, 102), ev(4, OUT, REQ, 103)])
+    (c, _), = got
+    assert c.id.tid == 102 and c.last_ts == 3
+    live = t._conns[(100, 7)]
+    assert live.id.tid == 103 and live.last_ts == 4 and c is not live

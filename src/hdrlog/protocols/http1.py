@@ -5,7 +5,9 @@ syscall's bytes (`feed`) and the count of the bytes it did not copy (`gap`); cap
 mid-connection. `Http1Parser` turns that into `HttpExchange`s and `ParseFailure`s. It never
 raises on input bytes and holds at most `Limits.max_buffer` bytes per direction.
 
-- Message heads (start line and header fields) are validated and split by httptools (llhttp).
+- Message heads (start line and header fields) are validated by httptools (llhttp), one parser
+  per direction reused between messages; the fields of a head it accepted are split from its
+  bytes when first read (llhttp reports them one Python call per field; most are never read).
 - Body framing (RFC 9112 6 and 7.1) is tracked here: bodies are skipped and counted, never
   stored. A gap inside a body of known length is just counted; a gap that hides framing (a
   chunk-size line, the rest of a head) truncates that message and the side resynchronises.
@@ -38,6 +40,7 @@ __all__ = [
     "HttpResponse",
     "Limits",
     "ParseFailure",
+    "accepted_head",
     "message_sender",
 ]
 
@@ -69,14 +72,56 @@ class Limits:
             raise ValueError("limits must satisfy max_line <= max_head <= max_buffer")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+class _Headers:
+    """The `headers` field of HttpRequest and HttpResponse: a head llhttp accepted whole is kept as
+    its bytes and split into fields on first use (a record selects a few; most are never looked at).
+    The split is exact: llhttp accepts only `token ":" OWS value OWS CRLF` field lines."""
+
+    __slots__ = ()
+
+    def __get__(self, msg, cls=None):
+        if msg is None:
+            raise AttributeError("headers")  # no class default: dataclass makes the field required
+        h = msg._headers
+        if type(h) is bytes:
+            h = msg._headers = _split_fields(h)
+        return h
+
+    def __set__(self, msg, value) -> None:
+        msg._headers = value
+
+
+def accepted_head(msg: HttpRequest | HttpResponse) -> bytes | None:
+    """The head llhttp accepted whole that msg.headers will be split from, while it is not yet:
+    for readers that want a few fields and can find them in it exactly. None otherwise."""
+    h = msg._headers
+    return h if type(h) is bytes else None
+
+
+def _split_fields(head: bytes) -> list[tuple[str, str]]:
+    """(name, value) of each field line of a head llhttp accepted whole."""
+    fields = []
+    for line in head.decode("latin-1").split("\r\n")[1:-2]:
+        name, _, value = line.partition(":")
+        fields.append((name, value.strip(" \t")))  # llhttp drops leading OWS; the trailing goes too
+    return fields
+
+
+# Messages are built once per message on the hot path: plain slotted dataclasses (a frozen one
+# costs a setattr call per field); nothing changes them after the parser hands them out.
+@dataclass
 class HttpRequest:
     """One request as seen on the wire (body counted, not kept)."""
 
+    __slots__ = (
+        "method", "target", "version", "_headers", "body_size", "chunked", "truncated", "ts_start",
+        "ts_head_end", "ts_end",
+    )  # fmt: skip
     method: str
     target: str
     version: str  # "1.0" or "1.1"
-    headers: list[tuple[str, str]]  # names as sent, in order; values latin-1, OWS stripped
+    # names as sent, in order; values latin-1, OWS stripped
+    headers: list[tuple[str, str]] = _Headers()
     body_size: int | None  # body bytes (chunked: payload bytes); None if unknown
     chunked: bool
     truncated: bool  # head or body not seen whole
@@ -85,14 +130,18 @@ class HttpRequest:
     ts_end: int | None  # ns: last byte; None if the end was not seen
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass
 class HttpResponse:
     """One final response, with the 1xx interim statuses that preceded it."""
 
+    __slots__ = (
+        "status", "reason", "version", "_headers", "body_size", "chunked", "truncated", "interim",
+        "ts_start", "ts_head_end", "ts_end",
+    )  # fmt: skip
     status: int
     reason: str
     version: str
-    headers: list[tuple[str, str]]
+    headers: list[tuple[str, str]] = _Headers()
     body_size: int | None
     chunked: bool
     truncated: bool
@@ -102,10 +151,11 @@ class HttpResponse:
     ts_end: int | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass
 class HttpExchange:
     """A request and its response; either may be missing (not captured / never sent)."""
 
+    __slots__ = ("request", "response")
     request: HttpRequest | None  # None: a response whose request was not seen
     response: HttpResponse | None  # None: the connection ended (or the parser gave up) first
 
@@ -141,6 +191,7 @@ _FRAMING = re.compile(rb"\n(content-length|transfer-encoding):[\t ]*([^\r\n]*)",
 _LLHTTP_UPGRADE_PAUSE = "Pause on CONNECT/Upgrade"
 
 _START_LINES = {line: re.compile(line) for line in (_REQUEST_LINE, _STATUS_LINE)}
+_METHOD_NAMES = {m.encode(): m for m in _METHODS}  # what the request line matched -> its name
 _START_SEARCH = {
     line: re.compile(b"^" + line, re.MULTILINE) for line in (_REQUEST_LINE, _STATUS_LINE)
 }
@@ -168,21 +219,33 @@ class _Malformed(Exception):
         self.upto = upto
 
 
-class _Fields:
-    """httptools callback target: collects one head's header fields."""
+class _Check:
+    """httptools callback target while validating a head: only whether the message ended (the
+    fields are split from the accepted bytes later, without a Python call per field)."""
 
-    __slots__ = ("headers", "complete")
+    __slots__ = ("complete",)
+    # httptools looks each callback up when a parser is made; present and None is the cheap miss
+    on_header = on_headers_complete = on_body = on_message_begin = None
+    on_chunk_header = on_chunk_complete = on_url = on_status = None
 
     def __init__(self) -> None:
-        self.headers: list[tuple[str, str]] | None = None
         self.complete = False
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+class _Fields:
+    """httptools callback target: the fields llhttp reported before it refused a head."""
+
+    __slots__ = ("headers",)
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[str, str]] = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # llhttp drops leading whitespace of a value but keeps trailing whitespace
         self.headers.append((name.decode("latin-1"), value.decode("latin-1").rstrip(" \t")))
-
-    def on_message_complete(self) -> None:
-        self.complete = True
 
 
 class _Slot:
@@ -201,7 +264,7 @@ class _Side:
 
     __slots__ = (
         "name", "line_re", "search_re", "parser_cls", "state", "bol", "buf", "base", "moff",
-        "mts", "scan", "ls", "lines", "last_ts", "fields", "hp", "slot", "start", "headers",
+        "mts", "scan", "ls", "lines", "last_ts", "check", "hp", "slot", "start", "headers",
         "ts_start", "ts_head_end", "body", "remaining", "chunked", "interim",
     )  # fmt: skip
 
@@ -220,11 +283,11 @@ class _Side:
         self.ls = 0  # head/trailers: offset of the current line from the unit start
         self.lines = 0  # head/trailers: complete lines so far
         self.last_ts = 0
-        self.fields = _Fields()
+        self.check = _Check()
         self.hp = None  # an httptools parser, reused while it is between messages
         self.slot: _Slot | None = None
         self.start: tuple | None = None  # start-line fields of the message in progress
-        self.headers: list[tuple[str, str]] | None = None
+        self.headers: list[tuple[str, str]] | bytes | None = None  # bytes: an accepted head
         self.ts_start = 0
         self.ts_head_end: int | None = None
         self.body = 0
@@ -261,7 +324,10 @@ class Http1Parser:
 
     def feed(self, side: str, data: bytes, ts: int) -> list[HttpExchange | ParseFailure]:
         """Bytes `side` sent, captured at `ts`; returns what they completed."""
-        s = self._side(side)
+        try:
+            s = self._sides[side]
+        except (KeyError, TypeError):
+            s = self._side(side)
         if self._done or self._closed or not data:
             return []
         out = self._out = []
@@ -273,8 +339,12 @@ class Http1Parser:
             s.buf += data
             w = s.buf
         else:
-            s.moff = [s.base]  # one feed: all of w has this ts
-            s.mts = [ts]
+            if len(s.moff) == 1:  # one feed: all of w has this ts
+                s.moff[0] = s.base
+                s.mts[0] = ts
+            else:
+                s.moff = [s.base]
+                s.mts = [ts]
             w = data if type(data) is bytes else bytes(data)
         steps = self._STEPS
         p, n = 0, len(w)
@@ -283,7 +353,10 @@ class Http1Parser:
             if q < 0:
                 break
             p = q
-        self._keep(s, w, p)
+        if p >= n and not s.buf and len(s.moff) == 1:
+            s.base += p  # all consumed, nothing kept: what _keep would do
+        else:
+            self._keep(s, w, p)
         self._out = None
         return out
 
@@ -459,7 +532,7 @@ class Http1Parser:
         # only its start line and its field count checked
         m = None if s.scan else s.line_re.match(w, p)
         e = -1 if m is None else w.find(b"\r\n\r\n", p, p + self._max_line)
-        if e >= 0 and w.count(b"\n", p, e) <= self._max_headers:
+        if e >= 0 and (e - p <= self._max_headers or w.count(b"\n", p, e) <= self._max_headers):
             end = e + 4
         else:
             try:
@@ -471,16 +544,28 @@ class Http1Parser:
                 return -1
             m = s.line_re.match(w, p)
         head = w[p:end] if type(w) is bytes else bytes(w[p:end])
-        headers, err = self._parse_fields(s, head)
+        # llhttp validates the head; its fields are split from the bytes only when asked for
+        c = s.check
+        c.complete = False
+        hp = s.hp
+        if hp is None:
+            hp = s.hp = s.parser_cls(c)
+        try:
+            hp.feed_data(head)
+        except Exception as exc:  # noqa: BLE001 - sorted out in _refused
+            headers, err = self._refused(s, head, exc)
+        else:
+            headers, err = head, None  # accepted whole: its fields are split when first asked for
+            # a parser left inside a body (or closing the connection) cannot read the next head
+            if not c.complete or not hp.should_keep_alive():
+                s.hp = None
         if len(s.moff) == 1:
             ts_start = ts_head_end = s.mts[0]
         else:
             ts_start, ts_head_end = self._ts(s, p), self._ts(s, end - 1)
         if s is self._client:
             return self._request_head(s, m, head, headers, err, ts_start, ts_head_end, p, end)
-        return self._response_head(
-            s, m, head, headers, err, ts_start, ts_head_end, p, end, n=len(w)
-        )
+        return self._response_head(s, m, head, headers, err, ts_start, ts_head_end, p, end, len(w))
 
     def _body(self, s: _Side, w: bytes | bytearray, p: int) -> int:
         n = len(w)
@@ -597,36 +682,35 @@ class Http1Parser:
         s.scan, s.ls = hi - p, ls - p
         return -1
 
-    def _parse_fields(self, s: _Side, head: bytes) -> tuple[list[tuple[str, str]], str | None]:
-        """Header fields of a head (by llhttp), and llhttp's complaint if it is malformed."""
-        f = s.fields
-        f.headers = headers = []
-        f.complete = False
-        hp = s.hp
-        if hp is None:
-            hp = s.hp = s.parser_cls(f)
-        err = None
+    def _refused(
+        self, s: _Side, head: bytes, e: Exception
+    ) -> tuple[list[tuple[str, str]] | bytes, str | None]:
+        """What llhttp raising `e` on a head means: its fields, and the complaint if malformed.
+
+        A head llhttp accepted whole comes back as itself, its fields split on first use."""
+        s.hp = None
+        # llhttp pauses at CONNECT / Upgrade (after 101: a plain error with the pause's reason),
+        # after the whole head; the framing is ours
+        if isinstance(e, httptools.HttpParserUpgrade) or e.args == (_LLHTTP_UPGRADE_PAUSE,):
+            return head, None
+        return self._fields_before_error(s, head), f"invalid head: {e}"  # any other: malformed
+
+    @staticmethod
+    def _fields_before_error(s: _Side, head: bytes) -> list[tuple[str, str]]:
+        """The fields llhttp reports from a head before it refuses it (or of a cut head)."""
+        f = _Fields()
         try:
-            hp.feed_data(head)
-        except httptools.HttpParserUpgrade:  # llhttp pauses at CONNECT / Upgrade; framing is ours
-            s.hp = None
-        except Exception as e:  # noqa: BLE001 - any llhttp error means a malformed head
-            s.hp = None
-            if e.args != (_LLHTTP_UPGRADE_PAUSE,):
-                err = f"invalid head: {e}"
-        else:
-            # a parser left inside a body (or closing the connection) cannot read the next head
-            if not f.complete or not hp.should_keep_alive():
-                s.hp = None
-        f.headers = None
-        return headers, err
+            s.parser_cls(f).feed_data(head)
+        except Exception:  # noqa: BLE001 - the fields seen up to the error are what we want
+            pass
+        return f.headers
 
     def _cut_head(self, s: _Side, w: bytes | bytearray, p: int, upto: int) -> None:
         """Emit the message whose head at p was cut off: its complete lines before upto."""
         m = s.line_re.match(w, p)
         if m is None or m.end() > upto:
             return  # the start line itself was not seen whole: nothing to report
-        headers, _ = self._parse_fields(s, bytes(w[p:upto]) + b"\r\n")
+        headers = self._fields_before_error(s, bytes(w[p:upto]) + b"\r\n")
         ts_start = self._ts(s, p)
         if s is self._client:
             slot = self._new_slot(m[1].decode())
@@ -656,7 +740,7 @@ class Http1Parser:
         p: int,
         end: int,
     ) -> int:
-        slot = self._new_slot(m[1].decode())
+        slot = self._new_slot(_METHOD_NAMES[m[1]])
         if slot is None:
             reason = f"over {self.limits.max_pending} pending requests"
             return self._fail(s, reason, ts_start, p + 1, False)
@@ -676,7 +760,10 @@ class Http1Parser:
         if err is not None:
             self._finish(s, True, None, None)
             return self._fail(s, err, ts_start, p + 1, False)
-        return self._start_body(s, length, chunked, False, end)
+        if length or chunked:
+            return self._start_body(s, length, chunked, False, end)
+        self._finish(s, False, ts_head_end, 0)
+        return end
 
     def _response_head(
         self,
@@ -720,6 +807,12 @@ class Http1Parser:
             if length is None:
                 self._finish(s, True, None, None)
                 return self._fail(s, f"invalid Content-Length {cl[:32]!r}", ts_start, p + 1, False)
+            if 0 < length <= n - end:  # the whole body is here: what _body would do at once
+                s.body = length
+                end += length
+                ts_end = ts_head_end if len(s.moff) == 1 else self._ts(s, end - 1)
+                self._finish(s, False, ts_end, length)
+                return end
             return self._start_body(s, length, False, False, end)
         return self._start_body(s, 0, False, True, end)  # RFC 9112 6.3: read until close
 
@@ -752,38 +845,25 @@ class Http1Parser:
         a, b, c = s.start
         slot = s.slot
         if s is self._client:
+            # fields in HttpRequest's order: method, target, version, headers, body_size, chunked,
+            # truncated, ts_start, ts_head_end, ts_end
             req = HttpRequest(
-                method=a.decode(),
-                target=b.decode("latin-1"),
-                version="1.1" if c == b"1" else "1.0",
-                headers=s.headers,
-                body_size=body_size,
-                chunked=s.chunked,
-                truncated=truncated,
-                ts_start=s.ts_start,
-                ts_head_end=s.ts_head_end,
-                ts_end=ts_end,
-            )
+                _METHOD_NAMES[a], b.decode("latin-1"), "1.1" if c == b"1" else "1.0", s.headers,
+                body_size, s.chunked, truncated, s.ts_start, s.ts_head_end, ts_end,
+            )  # fmt: skip
             slot.request = req
             if slot.response is not None:
-                self._out.append(HttpExchange(request=req, response=slot.response))
+                self._out.append(HttpExchange(req, slot.response))
         else:
+            # status, reason, version, headers, body_size, chunked, truncated, interim, ts_start,
+            # ts_head_end, ts_end
             resp = HttpResponse(
-                status=int(b),
-                reason=(c or b"").decode("latin-1"),
-                version="1.1" if a == b"1" else "1.0",
-                headers=s.headers,
-                body_size=body_size,
-                chunked=s.chunked,
-                truncated=truncated,
-                interim=s.interim,
-                ts_start=s.ts_start,
-                ts_head_end=s.ts_head_end,
-                ts_end=ts_end,
-            )
-            s.interim = []
+                int(b), c.decode("latin-1") if c else "", "1.1" if a == b"1" else "1.0", s.headers,
+                body_size, s.chunked, truncated, s.interim, s.ts_start, s.ts_head_end, ts_end,
+            )  # fmt: skip
+            s.interim = []  # the response keeps the list
             if slot is None or slot.request is not None:
-                self._out.append(HttpExchange(request=slot and slot.request, response=resp))
+                self._out.append(HttpExchange(slot and slot.request, resp))
             else:
                 slot.response = resp  # emitted when its request ends
         s.slot = s.start = s.headers = None
@@ -832,8 +912,19 @@ class Http1Parser:
 
 def _framing_fields(head: bytes) -> tuple[str | None, str | None]:
     """Content-Length and (combined) Transfer-Encoding values of a head llhttp accepted."""
+    # the pattern's case folding is ASCII's, as bytes.lower(): scan from the first framing line on
+    low = head.lower()
+    i = low.find(b"\ncontent-length:")
+    j = low.find(b"\ntransfer-encoding:")
+    if j < 0:
+        if i < 0:
+            return None, None
+        if low.find(b"\ncontent-length:", i + 16) < 0:  # one field: the pattern matches there only
+            return _FRAMING.match(head, i)[2].rstrip(b" \t").decode("latin-1"), None
+    elif i < 0 or j < i:
+        i = j
     cl = te = None
-    for name, value in _FRAMING.findall(head):
+    for name, value in _FRAMING.findall(head, i):
         value = value.rstrip(b" \t").decode("latin-1")
         if len(name) == 14:
             cl = value

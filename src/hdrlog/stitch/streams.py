@@ -12,7 +12,6 @@ tracked, the least recently active is flushed first, idle ones are flushed after
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Protocol
@@ -46,6 +45,8 @@ class TlsHandshake:
 
 @dataclass
 class Connection:
+    """One process's socket; records are tagged with a shallow copy of it (StreamTable._tag)."""
+
     tgid: int
     sock: int
     id: SockId  # the latest event's identity: tuple, process, cgroup
@@ -73,6 +74,9 @@ class Connection:
     @property
     def server_port(self) -> int:
         return self.id.rport if self.role == CLIENT else self.id.lport
+
+
+_new_connection = object.__new__
 
 
 @dataclass
@@ -111,34 +115,38 @@ class StreamTable:
         return len(self._conns)
 
     def feed(self, ev: SockDataEvent | SockConnEvent) -> list[tuple[Connection, object]]:
-        key = (ev.id.tgid, ev.id.sock)
+        sid = ev.id
+        key = (sid.tgid, sid.sock)
         if isinstance(ev, SockConnEvent):
             return self._conn_event(key, ev)
         out: list[tuple[Connection, object]] = []
-        conn = self._conns.get(key)
+        conns = self._conns
+        conn = conns.get(key)
         if conn is None:
             role = _infer_role(ev.direction, ev.data)
             if role is None:
                 self.stats.unplaced_bytes += ev.len
                 return []
-            conn = self._open(key, ev.id, role, out)
-        self._conns.move_to_end(key)
-        conn.id = ev.id
-        conn.last_ts = ev.id.ts_ns
+            conn = self._open(key, sid, role, out)
+        else:
+            conns.move_to_end(key)  # (a new one is already last)
+        conn.id = sid
+        ts = conn.last_ts = sid.ts_ns
         # requests travel client -> server: what a client writes, what a server reads
         side = CLIENT if (ev.direction == _EGRESS) == (conn.role == CLIENT) else SERVER
-        ts = ev.id.ts_ns
-        if ev.flags & SD_TLS_RAW:
+        flags = ev.flags
+        if flags & SD_TLS_RAW:
             return out + self._handshake(conn, side, ev, ts)
         parser = conn.parser
-        if ev.flags & SD_TLS:
+        if flags & SD_TLS:
             conn.tls = True
-        items = []
-        if ev.data:
-            items += parser.feed(side, ev.data, ts)
-        missing = ev.len - len(ev.data)
+        data = ev.data
+        items = parser.feed(side, data, ts) if data else []  # (a new list each call)
+        missing = ev.len - len(data)
         if missing > 0:
             items += parser.gap(side, missing, ts)
+        if not items:
+            return out
         return out + self._tag(conn, items)
 
     def _handshake(self, conn: Connection, side: str, ev: SockDataEvent, ts: int) -> list[tuple[Connection, object]]:
@@ -220,5 +228,6 @@ class StreamTable:
         (another thread, say) must not change whose record it is."""
         if not items:
             return []
-        snapshot = copy.copy(conn)
+        snapshot = _new_connection(Connection)  # copy.copy(conn), without the copy protocol's detour
+        snapshot.__dict__.update(conn.__dict__)
         return [(snapshot, item) for item in items]
