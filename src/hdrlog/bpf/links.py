@@ -9,6 +9,7 @@ handle and priority so a later run can find and remove what a killed one left.
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import errno as E
 import os
@@ -19,6 +20,7 @@ from hdrlog.bpf.errors import BpfError, NotSupported
 
 __all__ = [
     "Link",
+    "close_all",
     "attach_tc",
     "attach_xdp",
     "attach_libbpf",
@@ -66,6 +68,19 @@ class Link:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.description}{' closed' if self._closed else ''}>"
+
+
+def close_all(links: list[Link]) -> None:
+    """Detach many links at once. Detaching a tracepoint or uprobe link waits for an RCU grace
+    period (~65 ms each, measured: 1.6 s for the socket capture's 25 links one by one); from
+    parallel threads (ctypes lets go of the GIL) the waits overlap."""
+    if len(links) < 2:
+        for link in links:
+            link.close()
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(32, len(links))) as pool:
+        for _ in pool.map(Link.close, links):  # every close runs; the first error is raised
+            pass
 
 
 class FdLink(Link):

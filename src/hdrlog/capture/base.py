@@ -8,6 +8,7 @@ import struct
 from importlib import resources
 
 from hdrlog.bpf import BpfError, Link, Object, ObjectSpec, RingBuffer
+from hdrlog.bpf.links import close_all
 
 __all__ = ["Capture", "object_path", "ObjectMissingError", "wake_bytes_per_cpu"]
 
@@ -69,8 +70,8 @@ class Capture:
         return {name: self._counters.sum_u64(_U32.pack(i)) for i, name in enumerate(self.COUNTER_NAMES)}
 
     def detach(self) -> None:
-        while self.links:
-            self.links.pop().close()
+        links, self.links = self.links[::-1], []
+        close_all(links)
 
     def close(self) -> None:
         self.detach()

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from hdrlog.bpf import BpfError, Link
+from hdrlog.bpf.links import close_all
 
 __all__ = ["TlsLibrary", "TlsProbes", "PROBES", "find_system_libraries"]
 
@@ -198,10 +199,10 @@ class TlsProbes:
         return missing
 
     def close(self) -> None:
+        links = [link for lib in self.libraries.values() for link in lib.links]
         for lib in self.libraries.values():
-            for link in lib.links:
-                link.close()
             lib.links.clear()
+        close_all(links)
 
     def describe(self) -> list[str]:
         return [f"{lib.shown} ({lib.kind}: {', '.join(lib.symbols)})" for lib in self.libraries.values()]
