@@ -5,7 +5,7 @@
 
 ring:    records drained from a ring buffer (RingBuffer.drain() until empty), 64-byte and 1 KiB
          records put there by tests/bpf/progs/ring_echo.bpf.c under BPF_PROG_TEST_RUN
-packet:  decode + PacketRecord + JSON, per packet
+packet:  packet events drained from the ring and written as JSON lines (PacketPipeline)
 http:    HTTP/1 keep-alive GET/200 exchanges through the sans-IO parser
 record:  HttpRecord JSON encoding (with the flattened headers)
 l7:      socket events of a keep-alive connection to NDJSON: streams, parser, records, processors, JSON
@@ -71,27 +71,27 @@ def bench_packet() -> None:
     from scapy.layers.l2 import Ether
     from scapy.packet import raw
 
-    from hdrlog.decode import decode_packet
-    from hdrlog.records import json_form
-    from tests.packets import PacketHarness
+    from hdrlog.capture.packets import PacketCapture
+    from hdrlog.packets import PacketEncoder
+    from hdrlog.pipelines import PacketPipeline
 
-    h = PacketHarness(snaplen=0, ring_size=1 << 26)
+    cap = PacketCapture.load(snaplen=0, ring_size=1 << 26)
     try:
-        pkt = raw(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") /
-                  TCP(sport=1234, dport=80, flags="PA", options=[("NOP", None), ("NOP", None), ("Timestamp", (1, 2))]))
-        h.cap.obj.program("tc_ingress").test_run(pkt, repeat=N_RING // 4)
-        batch = h.cap.ring.drain()
-        enc = msgspec.json.Encoder()
-        buf = bytearray()
-
-        def run():
-            buf.clear()
-            for off, n in batch.records:
-                enc.encode_into(json_form(h.recorder.record(decode_packet(batch.data, off, n))), buf, -1)
-
-        print(f"packet   decode+record+JSON: {len(batch) / best(run) / 1e3:6.1f} k packets/s")
+        pipe = PacketPipeline(cap, PacketEncoder())
+        prog = cap.obj.program("tc_ingress")
+        times = []
+        for i in range(3):
+            for port in range(1000, 1100):  # 100 flows
+                pkt = raw(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") /
+                          TCP(sport=port, dport=80, flags="PA", seq=i,
+                              options=[("NOP", None), ("NOP", None), ("Timestamp", (1, 2))]))
+                prog.test_run(pkt, repeat=N_RING // 400)
+            t = time.perf_counter()
+            lines = pipe.drain()
+            times.append(time.perf_counter() - t)
+        print(f"packet   ring->JSON lines:   {len(lines) / min(times) / 1e3:6.1f} k packets/s")
     finally:
-        h.close()
+        cap.close()
 
 
 REQ = b"GET /index.html HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n"
