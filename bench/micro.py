@@ -87,7 +87,7 @@ def bench_packet() -> None:
                               options=[("NOP", None), ("NOP", None), ("Timestamp", (1, 2))]))
                 prog.test_run(pkt, repeat=N_RING // 400)
             t = time.perf_counter()
-            lines = []
+            lines = pipe.drain()
             while pipe.more():
                 lines += pipe.drain()
             times.append(time.perf_counter() - t)

@@ -236,7 +236,7 @@ class Agent:
                         self.stop("duration")
                         break
                     timeout = min(timeout, left)
-                if not any(getattr(p, "more", bool)() for p in pipelines):
+                if not any(p.more() for p in pipelines):
                     poller.poll(timeout)
                 self._drain(pipelines, sink, summary)
         finally:
@@ -244,26 +244,24 @@ class Agent:
 
     def _drain(self, pipelines, sink: NdjsonSink, summary: Summary, final: bool = False) -> None:
         limit = self.cfg.count
-        for p in pipelines:
+
+        def write(records: list) -> bool:
+            """Write (up to --count); False once the count is reached."""
             left = None if limit is None else limit - summary.records
-            if left is not None and left <= 0:
+            try:
+                sink.write_many(records if left is None else records[:left])
+            finally:
+                summary.records = sink.records
+            return limit is None or summary.records < limit
+
+        for p in pipelines:
+            if limit is not None and summary.records >= limit:
                 break
-            more = getattr(p, "more", None)
             for _ in itertools.count() if final else range(_MAX_CHUNKS):  # final: the kernel is detached
-                records = p.drain(left)
-                try:
-                    sink.write_many(records[:left] if left is not None else records)
-                finally:
-                    summary.records = sink.records
-                left = None if limit is None else limit - summary.records
-                if more is None or (left is not None and left <= 0) or not more():
+                if not write(p.drain()) or not p.more():
                     break
-            if final and (left is None or left > 0):
-                records = p.finish()
-                try:
-                    sink.write_many(records[:left] if left is not None else records)
-                finally:
-                    summary.records = sink.records
+            if final and (limit is None or summary.records < limit):
+                write(p.finish())
         if limit is not None and summary.records >= limit:
             self.stop("count")
 

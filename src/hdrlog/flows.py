@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import socket
 import struct
 import time
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Callable, Iterable
 
 from hdrlog.capture.packets import FLOW_COUNTER_MAP, FLOW_MAP, PacketCapture
 from hdrlog.clock import Clock
+from hdrlog.interfaces import ifname
 from hdrlog.config import TCP_FLAG_BITS
 from hdrlog.packets import TRANSPORTS
 from hdrlog.records import FlowRecord
@@ -229,14 +229,6 @@ class FlowTable:
         return out
 
 
-@functools.lru_cache(maxsize=1024)
-def ifname(ifindex: int) -> str:
-    try:
-        return socket.if_indextoname(ifindex)
-    except OSError:
-        return f"if{ifindex}"
-
-
 
 
 @functools.lru_cache(maxsize=512)
@@ -334,10 +326,14 @@ class FlowReader:
         self.records += len(out)
         return out
 
-    def drain(self, limit: int | None = None) -> list[FlowRecord]:
+    def drain(self) -> list[FlowRecord]:
         if time.monotonic_ns() < self._next_read:
             return []
-        return self.read()[:limit]
+        return self.read()
+
+    def more(self) -> bool:
+        """Nothing waits between reads: the table is read whole on its timer."""
+        return False
 
     def finish(self) -> list[FlowRecord]:
         """The last partial interval: what the kernel counted before detach."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 
-__all__ = ["up_interfaces", "ifindex", "UnknownInterfaceError"]
+__all__ = ["up_interfaces", "ifindex", "ifname", "UnknownInterfaceError"]
 
 _IFF_UP = 0x1
 _SYS = "/sys/class/net"
@@ -36,3 +37,12 @@ def ifindex(name: str) -> int:
         return socket.if_nametoindex(name)
     except OSError:
         raise UnknownInterfaceError(f"interface: no such interface {name!r}") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def ifname(ifindex: int) -> str:
+    """An interface's name, or "if<index>" once it is gone (records name what was seen)."""
+    try:
+        return socket.if_indextoname(ifindex)
+    except OSError:
+        return f"if{ifindex}"

@@ -10,12 +10,11 @@ records.PacketRecord, in its order; tests decode every line into PacketRecord st
 
 from __future__ import annotations
 
-import socket
-
 import msgspec
 
 from hdrlog import decode as D
 from hdrlog.clock import Clock
+from hdrlog.interfaces import ifname
 from hdrlog.stitch.flows import address_text, community_id
 
 __all__ = ["PacketEncoder", "TRANSPORTS", "VALUE_NAMES"]
@@ -118,14 +117,8 @@ class PacketEncoder:
         self._second = ""
         self._second_text = b""
 
-    def ifname(self, ifindex: int) -> str:
-        try:
-            return socket.if_indextoname(ifindex)
-        except OSError:
-            return f"if{ifindex}"
-
     def _iface(self, ifindex: int, direction: int, xdp: int) -> bytes:
-        text = (f'"frame.interface_name":{_s(self.ifname(ifindex))},'
+        text = (f'"frame.interface_name":{_s(ifname(ifindex))},'
                 f'"network.direction":"{"egress" if direction else "ingress"}",'
                 f'"hdrlog.hook":"{"xdp" if xdp else "tc"}",').encode()  # fmt: skip
         self._ifaces[(ifindex, direction, xdp)] = text
@@ -146,29 +139,29 @@ class PacketEncoder:
         second, ns = self.clock.second_and_ns(ts_ns)
         if second != self._second:
             self._second, self._second_text = second, second.encode()
-        if (ip_proto == 6 and flags & D.PKT_L4 and not (flags & _NOT_FAST or malformed or payload or ip_opts_len
-                                                         or ip6_ext_count) and tcp_opts | D.TCPOPT_TIMESTAMP
-                == D.TCPOPT_TIMESTAMP and tcp_flags < 512):  # fmt: skip
-            ts = 1 if tcp_opts else 0
-            if ip_version == 4:
-                args = (ip_hdr_len, _TOS4[tos], ip_len, ip_id, _IP_FLAGS[ip_frag >> 13], ip_frag & 0x1FFF, ttl, ip_csum)
-            else:
-                args = (_TOS6[tos], ip6_flow, ip_len, ip6_nxt, ttl)
-            args = (self._second_text, ns, iface, flen, flow[0], *args, flow[1], flow[2], seq, ack, l4_hdr_len,
-                    _TCP_FLAGS[tcp_flags], window, l4_csum, urg_ptr, l4_payload)  # fmt: skip
-            if ts:
-                args += (ts_val, ts_ecr)
-            return _FAST_TCP[(ip_version, ts)] % args
-        parts = [_HEAD % (self._second_text, ns, iface, flen, flow[0])]
+        head = (self._second_text, ns, iface, flen, flow[0])
         if ip_version == 4:
-            parts.append(_IPV4 % (ip_hdr_len, _TOS4[tos], ip_len, ip_id, _IP_FLAGS[ip_frag >> 13], ip_frag & 0x1FFF,
-                                  ttl, ip_csum))
+            ip_args = (ip_hdr_len, _TOS4[tos], ip_len, ip_id, _IP_FLAGS[ip_frag >> 13], ip_frag & 0x1FFF, ttl, ip_csum)
+        elif ip_version == 6:
+            ip_args = (_TOS6[tos], ip6_flow, ip_len, ip6_nxt, ttl)
+        tcp = ip_proto == 6 and flags & D.PKT_L4
+        if tcp:
+            tcp_args = (seq, ack, l4_hdr_len, _TCP_FLAGS[tcp_flags] if tcp_flags < 512 else _tcp_flags_text(tcp_flags),
+                        window, l4_csum, urg_ptr, l4_payload)  # fmt: skip
+            if (not (flags & _NOT_FAST or malformed or payload or ip_opts_len or ip6_ext_count)
+                    and tcp_opts | D.TCPOPT_TIMESTAMP == D.TCPOPT_TIMESTAMP):  # fmt: skip
+                if tcp_opts:
+                    return _FAST_TCP[(ip_version, 1)] % (*head, *ip_args, flow[1], flow[2], *tcp_args, ts_val, ts_ecr)
+                return _FAST_TCP[(ip_version, 0)] % (*head, *ip_args, flow[1], flow[2], *tcp_args)
+        parts = [_HEAD % head]
+        if ip_version == 4:
+            parts.append(_IPV4 % ip_args)
             parts.append(flow[1])
             if ip_opts_len:
                 opts = ip_opts[:ip_opts_len]
                 parts.append(f'"ip.opt.type":{_ints(_ip_options(opts))},"ip.options":"{opts.hex()}",'.encode())
         elif ip_version == 6:
-            parts.append(_IPV6 % (_TOS6[tos], ip6_flow, ip_len, ip6_nxt, ttl))
+            parts.append(_IPV6 % ip_args)
             parts.append(flow[1])
             if ip6_ext_count:
                 ext = list(ip6_ext[: min(ip6_ext_count, 8)])
@@ -179,9 +172,8 @@ class PacketEncoder:
                 parts.append(text.encode())
         if flags & D.PKT_L4:
             parts.append(flow[2])
-            if ip_proto == 6:
-                parts.append(_TCP % (seq, ack, l4_hdr_len, _TCP_FLAGS[tcp_flags] if tcp_flags < 512
-                                     else _tcp_flags_text(tcp_flags), window, l4_csum, urg_ptr, l4_payload))
+            if tcp:
+                parts.append(_TCP % tcp_args)
                 if tcp_opts:
                     parts.append(self._tcp_options(tcp_opts, mss, wscale, sack_count, sack, ts_val, ts_ecr))
                 if flags & D.PKT_TCP_OPTS_BAD:

@@ -16,6 +16,7 @@ import time
 from typing import Callable
 
 from hdrlog import decode as D
+from hdrlog.bpf import Batch
 from hdrlog.capture.packets import PacketCapture
 from hdrlog.capture.sockets import SocketCapture
 from hdrlog.l7_records import HttpRecorder, TlsRecorder
@@ -32,16 +33,23 @@ Processor = Callable[[Record], "Record | None"]
 
 # Bytes of events taken from a ring per drain() call: what is in memory at once (events,
 # records, their JSON) stays near this, however far behind the reader is. Callers call
-# drain() again while more() says the ring holds more.
+# drain() again while more() says the last one stopped at this limit.
 DRAIN_CHUNK = 1 << 20
 
 
 class _RingPipeline:
     capture: PacketCapture | SocketCapture
+    _cut = False
+
+    def _take(self) -> Batch:
+        batch = self.capture.ring.drain(DRAIN_CHUNK)
+        self._cut = len(batch.data) >= DRAIN_CHUNK
+        return batch
 
     def more(self) -> bool:
-        """Events are waiting past what the last drain() took."""
-        return self.capture.ring.pending_bytes() > 0
+        """The last drain() stopped at DRAIN_CHUNK, not at the end of what was committed
+        (so a record still being written never makes the caller spin)."""
+        return self._cut
 
 
 class PacketPipeline(_RingPipeline):
@@ -52,8 +60,8 @@ class PacketPipeline(_RingPipeline):
         self.encoder = encoder
         self.decode_errors = 0
 
-    def drain(self, limit: int | None = None) -> list[bytes]:
-        batch = self.capture.ring.drain(DRAIN_CHUNK)
+    def drain(self) -> list[bytes]:
+        batch = self._take()
         encode = self.encoder.encode
         out = []
         if batch.stride == D.PACKET_STRIDE and batch.sizes[0] == D.PACKET_SIZE:
@@ -70,7 +78,7 @@ class PacketPipeline(_RingPipeline):
                 except D.DecodeError as e:
                     self.decode_errors += 1
                     log.debug("undecodable packet event: %s", e)
-        return out if limit is None else out[:limit]
+        return out
 
     def finish(self) -> list[Record]:
         return []
@@ -120,8 +128,8 @@ class SocketPipeline(_RingPipeline):
                 out.append(rec)
         return out
 
-    def drain(self, limit: int | None = None) -> list[Record]:
-        batch = self.capture.ring.drain(DRAIN_CHUNK)
+    def drain(self) -> list[Record]:
+        batch = self._take()
         items = []
         feed = self.streams.feed
         for off, n in batch.records:

@@ -94,9 +94,6 @@ class RingBuffer:
     def fileno(self) -> int:
         return self._epoll.fileno()
 
-    def pending_bytes(self) -> int:
-        return self._producer.value - self._consumer.value
-
     def wait(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for a wakeup; True if one came."""
         try:
