@@ -296,11 +296,12 @@ class Certificate:
     key: Path
 
 
-def self_signed_certificate(tmp_path: Path, cn: str = TLS_NAME) -> Certificate:
-    """An RSA 2048 certificate for `cn`, valid one day, and its unencrypted key."""
+def self_signed_certificate(tmp_path: Path, cn: str = TLS_NAME, ec: bool = False) -> Certificate:
+    """A certificate for `cn` (RSA 2048, or with `ec` P-256), valid one day, and its unencrypted key."""
     require_tool("openssl")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}",
+    newkey = ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if ec else ["rsa:2048"]
+    subprocess.run(["openssl", "req", "-x509", "-newkey", *newkey, "-nodes", "-subj", f"/CN={cn}",
                     "-days", "1", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True, timeout=60)
     return Certificate(cert, key)

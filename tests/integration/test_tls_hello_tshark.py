@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from dataclasses import astuple
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ import pytest
 from hdrlog.protocols.tls_hello import CLIENT, SERVER, ClientHello, HelloParser, ServerHello
 from tests.conftest import require_tool
 from tests.netns import NetnsPair
+from tests.servers import self_signed_certificate
 from tests.tshark import tshark_fields
 
 PORT = 4433
@@ -97,29 +99,7 @@ def _ints(s: str) -> list[int]:
 def _handshake(pair: NetnsPair, tmp: Path, server_args: list[str], curl_args: list[str]) -> Path:
     """Capture one curl -> s_server handshake on lo in namespace a; returns the pcap."""
     ns, pcap = pair.a, tmp / "tls.pcap"
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            f"/CN={HOST}",
-            "-days",
-            "2",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = astuple(self_signed_certificate(tmp, HOST, ec=True))
     tshark = pair.popen(
         ns, "tshark", "-i", "lo", "-w", str(pcap), "-f", f"tcp port {PORT}", text=True
     )

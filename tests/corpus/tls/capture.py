@@ -23,12 +23,14 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import astuple
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # run as a script: the repository (tests/) and src/ on the path
 sys.path[:0] = [str(HERE.parents[2]), str(HERE.parents[2] / "src")]
 
+from tests.servers import self_signed_certificate  # noqa: E402
 from tests.tshark import tshark_fields  # noqa: E402
 SERVER_PORT, PROXY_PORT = 4433, 4443
 MAX_CHUNKS = 6  # per direction: the hello and what follows it is all the parser looks at
@@ -303,25 +305,7 @@ def main() -> None:
         sh("ip", "-n", ns, "link", "set", "lo", "up")
         with tempfile.TemporaryDirectory() as t:
             tmp = Path(t)
-            cert, key = tmp / "cert.pem", tmp / "key.pem"
-            sh(
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-subj",
-                "/CN=example.test",
-                "-days",
-                "2",
-                "-keyout",
-                str(key),
-                "-out",
-                str(cert),
-            )
+            cert, key = astuple(self_signed_certificate(tmp, "example.test", ec=True))
             for case in CASES:
                 out = run_case(ns, tmp, cert, key, case)
                 cases = {case[0]: out}
