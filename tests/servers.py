@@ -285,6 +285,25 @@ def py_client(pair: NetnsPair, code: str, *args: str, python: str = PYTHON3,
     return proc.pid, out.decode()
 
 
+def cases_client(cases: str) -> str:
+    """A py_client script (argv: host port) that, for each entry of `cases` (the Python source of
+    a dict name -> bytes), opens a connection, sends the bytes, prints the name and its local port,
+    half-closes and waits for the server to close."""
+    return f"""
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+cases = {cases}
+for name, data in cases.items():
+    s = socket.create_connection((host, port))
+    s.sendall(data)
+    print(name, s.getsockname()[1], flush=True)
+    s.shutdown(socket.SHUT_WR)
+    s.settimeout(5)
+    s.recv(1)  # the server closes once it has read everything
+    s.close()
+"""
+
+
 # --- TLS: a self-signed certificate, nginx with ssl, a Python ssl server and client --------------
 
 TLS_NAME = "test.example"  # the certificate's CN and the SNI the clients send

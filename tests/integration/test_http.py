@@ -36,6 +36,7 @@ from tests.netns import NetnsPair
 from tests.servers import (
     CHUNKED,
     CurlRun,
+    cases_client,
     curl,
     curl_cmd,
     curl_version,
@@ -716,10 +717,7 @@ def test_process_filters(netns_pair, tmp_path, www):
     assert r["http.response.status_code"] == 200
 
 
-BAD_CLIENT = r"""
-import socket, sys, time
-host, port = sys.argv[1], int(sys.argv[2])
-cases = {
+BAD_CLIENT = cases_client(r"""{
     "garbage": bytes(range(256)) * 64,
     "binary": b"GET \x00\xff\xfe\x01" + bytes(range(255, -1, -1)) * 16,
     "long_line": b"GET /long HTTP/1.1\r\nHost: bad\r\nX-Long: " + b"a" * (1 << 20) + b"\r\n\r\n",
@@ -728,16 +726,7 @@ cases = {
     "bad_chunk": b"POST /chunk HTTP/1.1\r\nHost: bad\r\nTransfer-Encoding: chunked\r\n\r\n"
                  b"zz\r\nhello\r\n0\r\n\r\n",
     "mid_header": b"GET /mid HTTP/1.1\r\nHost: bad\r\nX-Partial: abc",
-}
-for name, data in cases.items():
-    s = socket.create_connection((host, port))
-    s.sendall(data)
-    print(name, s.getsockname()[1], flush=True)
-    s.shutdown(socket.SHUT_WR)
-    s.settimeout(5)
-    s.recv(1)  # the server closes once it has read everything
-    s.close()
-"""
+}""")
 
 
 def _memory_kib(pid: int) -> dict[str, int]:

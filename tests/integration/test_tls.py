@@ -45,6 +45,7 @@ from tests.servers import (
     TLS_NAME,
     Certificate,
     CurlRun,
+    cases_client,
     curl,
     curl_version,
     nginx_running,
@@ -196,26 +197,14 @@ def _live_http_roles(run: HdrlogRun, community_id: str) -> set[str]:
     return roles
 
 
-GARBAGE_CLIENT = r"""
-import socket, sys
-host, port = sys.argv[1], int(sys.argv[2])
-cases = {
+GARBAGE_CLIENT = cases_client(r"""{
     # no TLS record header, no HTTP
     "noise": bytes((i * 37 + 11) % 256 for i in range(4096)),
     # a handshake record holding a ClientHello whose body is one byte
     "bad_hello": b"\x16\x03\x01\x00\x05" + b"\x01\x00\x00\x01\xff",
     # a full-size handshake record of 0xff bytes (handshake type 255)
     "junk_record": b"\x16\x03\x03\x40\x00" + b"\xff" * 0x4000,
-}
-for name, data in cases.items():
-    s = socket.create_connection((host, port))
-    s.sendall(data)
-    print(name, s.getsockname()[1], flush=True)
-    s.shutdown(socket.SHUT_WR)
-    s.settimeout(5)
-    s.recv(1)  # the server closes once it has read everything
-    s.close()
-"""
+}""")
 
 
 def _traffic(mix: Mix, stack: contextlib.ExitStack, tmp_path: Path, www: Path, cert: Certificate,
