@@ -251,34 +251,49 @@ class HttpRecorder:
             return self._picker.pick(head)[0]
         return self.headers.pick(resp.headers)
 
+    def context(self, conn: Connection, ts: int) -> dict:
+        """The fields a connection gives each of its records: endpoints, flow, process, TLS."""
+        f = self._ctx.fields(conn, "http", ts)
+        if conn.tls:
+            f.update(_tls_names(conn))
+        return f
+
+    def request(self, req) -> dict:
+        """The fields a request's head gives its record (what its start line and fields say)."""
+        f: dict = {"protocol_version": req.version}
+        f["url_path"], f["url_query"] = _split_target(req.target)
+        f["method"] = req.method
+        f["request_headers"], f["user_agent"], host = self._request_fields(req)
+        if host:
+            hosts = self._hosts
+            hp = hosts.get(host)
+            if hp is None:
+                if len(hosts) >= _CACHE_MAX:
+                    hosts.clear()
+                hp = hosts[host] = _host_port(host)
+            f["server_address"] = hp[0]
+            if hp[1] is not None:
+                f["server_port"] = hp[1]
+        return f
+
+    def response(self, resp) -> dict:
+        """The fields a final response's head gives its record."""
+        return {"status_code": resp.status, "response_headers": self._response_fields(resp)}
+
     def record(self, conn: Connection, ex) -> HttpRecord:
         req, resp = ex.request, ex.response
         first = req if req is not None else resp
-        f = self._ctx.fields(conn, "http", first.ts_start)
-        f["protocol_version"] = first.version
-        if conn.tls:
-            f.update(_tls_names(conn))
+        f = self.context(conn, first.ts_start)
         if req is not None:
-            f["url_path"], f["url_query"] = _split_target(req.target)
-            f["method"] = req.method
+            f.update(self.request(req))  # (the Host header's server address over the socket's)
             f["request_body_size"] = req.body_size
-            f["request_headers"], f["user_agent"], host = self._request_fields(req)
-            if host:
-                hosts = self._hosts
-                hp = hosts.get(host)
-                if hp is None:
-                    if len(hosts) >= _CACHE_MAX:
-                        hosts.clear()
-                    hp = hosts[host] = _host_port(host)
-                f["server_address"] = hp[0]
-                if hp[1] is not None:
-                    f["server_port"] = hp[1]
             if req.truncated:
                 f["request_truncated"] = True
+        else:
+            f["protocol_version"] = resp.version
         if resp is not None:
-            f["status_code"] = resp.status
+            f.update(self.response(resp))
             f["response_body_size"] = resp.body_size
-            f["response_headers"] = self._response_fields(resp)
             if resp.interim:
                 f["interim_status"] = list(resp.interim)
             if resp.truncated:

@@ -1,7 +1,8 @@
 """The paths from a ring buffer to records, one per capture:
 
     packets: ring -> decode -> PacketEncoder -> JSON line (the PacketRecord schema)
-    sockets: ring -> decode -> streams (per connection) -> HTTP/1 parser -> HttpRecord -> processors
+    sockets: ring -> decode -> streams (per connection) -> HTTP/1 parser -> HttpLineEncoder -> JSON line
+                                                                            (other shapes: HttpRecord -> processors)
                                                         -> TLS hello parser -> TlsRecord -> processors
 
 Each drain() takes what the kernel has committed and returns finished records; finish()
@@ -19,6 +20,7 @@ from hdrlog import decode as D
 from hdrlog.bpf import Batch
 from hdrlog.capture.packets import PacketCapture
 from hdrlog.capture.sockets import SocketCapture
+from hdrlog.http_lines import HttpLineEncoder
 from hdrlog.l7_records import HttpRecorder, TlsRecorder
 from hdrlog.packets import PacketEncoder
 from hdrlog.protocols.http1 import ParseFailure
@@ -96,6 +98,7 @@ class SocketPipeline(_RingPipeline):
         self.capture = capture
         self.streams = streams
         self.recorder = recorder
+        self.lines = HttpLineEncoder(recorder.clock, recorder, processors)
         self.tls_recorder = tls_recorder
         self.tls_probes = tls_probes  # capture.tls_libs.TlsProbes: told of every exec
         self.processors = processors
@@ -105,8 +108,9 @@ class SocketPipeline(_RingPipeline):
         self.exchanges = 0
         self._next_idle_check = 0.0
 
-    def _records(self, items) -> list[Record]:
-        out = []
+    def _records(self, items) -> list[Record | bytes]:
+        out: list[Record | bytes] = []
+        encode = self.lines.encode
         for conn, item in items:
             if isinstance(item, ParseFailure):
                 self.parse_failures += 1
@@ -119,7 +123,10 @@ class SocketPipeline(_RingPipeline):
                 rec: Record | None = self.tls_recorder.record(conn, item)
             else:
                 self.exchanges += 1
-                rec = self.recorder.record(conn, item)
+                line = encode(conn, item)  # (with the processors applied)
+                if line is not None:
+                    out.append(line)
+                continue
             for proc in self.processors:
                 if rec is None:
                     break
@@ -128,7 +135,7 @@ class SocketPipeline(_RingPipeline):
                 out.append(rec)
         return out
 
-    def drain(self) -> list[Record]:
+    def drain(self) -> list[Record | bytes]:
         batch = self._take()
         items = []
         feed = self.streams.feed
@@ -152,7 +159,7 @@ class SocketPipeline(_RingPipeline):
             items += self.streams.flush_idle(time.monotonic_ns())
         return self._records(items)
 
-    def finish(self) -> list[Record]:
+    def finish(self) -> list[Record | bytes]:
         return self._records(self.streams.close_all())
 
     def detach(self) -> None:

@@ -205,6 +205,13 @@ def message_sender(data: bytes) -> str | None:
         return SERVER
     return None
 
+# Heads llhttp accepted whole, remembered with what was read from them (start line groups,
+# framing fields, whether llhttp's parser could go on to the next message): the same client or
+# server sends the same head again and again, and a head's verdict depends on its bytes only.
+HEAD_MEMO = 4096  # heads per direction (then it starts over)
+HEAD_MEMO_BYTES = 2048  # longer heads (cookies, tokens) are rarely repeated
+_KNOWN_HEADS: dict[Limits, tuple[dict, dict]] = {}
+
 # Side states. Body framing and resync are by hand: no HTTP library reads on from a gap or
 # finds the next message in the middle of a stream.
 SYNC, HEAD, BODY, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILERS, UNTIL_CLOSE, DONE = range(9)
@@ -265,10 +272,10 @@ class _Side:
     __slots__ = (
         "name", "line_re", "search_re", "parser_cls", "state", "bol", "buf", "base", "moff",
         "mts", "scan", "ls", "lines", "last_ts", "check", "hp", "slot", "start", "headers",
-        "ts_start", "ts_head_end", "body", "remaining", "chunked", "interim",
+        "ts_start", "ts_head_end", "body", "remaining", "chunked", "interim", "known",
     )  # fmt: skip
 
-    def __init__(self, name: str, line: bytes, parser_cls: type) -> None:
+    def __init__(self, name: str, line: bytes, parser_cls: type, known: dict) -> None:
         self.name = name
         self.line_re = _START_LINES[line]  # a start line at a given position ...
         self.search_re = _START_SEARCH[line]  # ... or the next one at the start of a line
@@ -294,6 +301,7 @@ class _Side:
         self.remaining = 0
         self.chunked = False
         self.interim: list[int] = []
+        self.known = known  # heads accepted before (shared by the parsers of one Limits)
 
 
 class Http1Parser:
@@ -301,8 +309,11 @@ class Http1Parser:
 
     def __init__(self, limits: Limits = Limits()) -> None:
         self.limits = limits
-        self._client = _Side(CLIENT, _REQUEST_LINE, httptools.HttpRequestParser)
-        self._server = _Side(SERVER, _STATUS_LINE, httptools.HttpResponseParser)
+        known = _KNOWN_HEADS.get(limits)
+        if known is None:
+            known = _KNOWN_HEADS[limits] = ({}, {})
+        self._client = _Side(CLIENT, _REQUEST_LINE, httptools.HttpRequestParser, known[0])
+        self._server = _Side(SERVER, _STATUS_LINE, httptools.HttpResponseParser, known[1])
         self._sides = {CLIENT: self._client, SERVER: self._server}
         self._pending: list[_Slot] = []  # requests without a response yet, oldest first (short)
         self._out: list[HttpExchange | ParseFailure] | None = None  # this call's results
@@ -528,11 +539,24 @@ class Http1Parser:
                 return m.end()
             if len(w) - p == 1:
                 return -1
-        # fast path, on the first look only (no re-scans): a whole head shorter than one line needs
-        # only its start line and its field count checked
-        m = None if s.scan else s.line_re.match(w, p)
-        e = -1 if m is None else w.find(b"\r\n\r\n", p, p + self._max_line)
-        if e >= 0 and (e - p <= self._max_headers or w.count(b"\n", p, e) <= self._max_headers):
+        # fast paths, on the first look only (no re-scans): a head seen before, byte for byte, was
+        # accepted before (_remember); a whole head shorter than one line needs only its start line
+        # and its field count checked
+        if s.scan:
+            m, e = None, -1
+        else:
+            e = w.find(b"\r\n\r\n", p, p + self._max_line)
+            if e >= 0:
+                end = e + 4
+                head = w[p:end] if type(w) is bytes else bytes(w[p:end])
+                known = s.known.get(head)
+                if known is not None:
+                    g, framing, keep = known
+                    if not keep:
+                        s.hp = None
+                    return self._head_found(s, g, head, head, None, p, end, len(w), framing)
+            m = s.line_re.match(w, p)
+        if m is not None and e >= 0 and (e - p <= self._max_headers or w.count(b"\n", p, e) <= self._max_headers):
             end = e + 4
         else:
             try:
@@ -559,13 +583,27 @@ class Http1Parser:
             # a parser left inside a body (or closing the connection) cannot read the next head
             if not c.complete or not hp.should_keep_alive():
                 s.hp = None
+        g = m.groups()
+        framing = None
+        if err is None and len(head) <= HEAD_MEMO_BYTES:
+            framing = _framing_fields(head)
+            known = s.known
+            if len(known) >= HEAD_MEMO:
+                known.clear()
+            known[head] = (g, framing, s.hp is not None)
+        return self._head_found(s, g, head, headers, err, p, end, len(w), framing)
+
+    def _head_found(self, s: _Side, g: tuple, head: bytes, headers, err: str | None, p: int, end: int, n: int,
+                    framing: tuple | None) -> int:
+        """The head at p..end was read: its start line's groups, fields, complaint (None: llhttp
+        accepted it) and its framing fields, if already known."""
         if len(s.moff) == 1:
             ts_start = ts_head_end = s.mts[0]
         else:
             ts_start, ts_head_end = self._ts(s, p), self._ts(s, end - 1)
         if s is self._client:
-            return self._request_head(s, m, head, headers, err, ts_start, ts_head_end, p, end)
-        return self._response_head(s, m, head, headers, err, ts_start, ts_head_end, p, end, len(w))
+            return self._request_head(s, g, head, headers, err, ts_start, ts_head_end, p, end, framing)
+        return self._response_head(s, g, head, headers, err, ts_start, ts_head_end, p, end, n, framing)
 
     def _body(self, s: _Side, w: bytes | bytearray, p: int) -> int:
         n = len(w)
@@ -713,7 +751,7 @@ class Http1Parser:
         headers = self._fields_before_error(s, bytes(w[p:upto]) + b"\r\n")
         ts_start = self._ts(s, p)
         if s is self._client:
-            slot = self._new_slot(m[1].decode())
+            slot = self._new_slot(_METHOD_NAMES.get(m[1]) or m[1].decode())
             if slot is None:
                 return
         else:
@@ -723,7 +761,7 @@ class Http1Parser:
                     s.interim.append(status)
                 return
             slot = self._take_slot()
-        self._start(s, slot, m, headers, ts_start, None)
+        self._start(s, slot, m.groups(), headers, ts_start, None)
         self._finish(s, True, None, None)
         if s is self._server and self._upgrades(slot, status):
             self._upgrade()
@@ -731,23 +769,24 @@ class Http1Parser:
     def _request_head(
         self,
         s: _Side,
-        m: re.Match,
+        g: tuple,
         head: bytes,
-        headers: list[tuple[str, str]],
+        headers: list[tuple[str, str]] | bytes,
         err: str | None,
         ts_start: int,
         ts_head_end: int,
         p: int,
         end: int,
+        framing: tuple | None,
     ) -> int:
-        slot = self._new_slot(_METHOD_NAMES[m[1]])
+        slot = self._new_slot(_METHOD_NAMES[g[0]])
         if slot is None:
             reason = f"over {self.limits.max_pending} pending requests"
             return self._fail(s, reason, ts_start, p + 1, False)
-        self._start(s, slot, m, headers, ts_start, ts_head_end)
+        self._start(s, slot, g, headers, ts_start, ts_head_end)
         length, chunked = 0, False
         if err is None:
-            cl, te = _framing_fields(head)
+            cl, te = framing or _framing_fields(head)
             # RFC 9112 6.3: chunked if it is the final coding, else Content-Length, else no body
             if te is not None:
                 chunked = _final_coding_is_chunked(te)
@@ -768,17 +807,18 @@ class Http1Parser:
     def _response_head(
         self,
         s: _Side,
-        m: re.Match,
+        g: tuple,
         head: bytes,
-        headers: list[tuple[str, str]],
+        headers: list[tuple[str, str]] | bytes,
         err: str | None,
         ts_start: int,
         ts_head_end: int,
         p: int,
         end: int,
         n: int,
+        framing: tuple | None,
     ) -> int:
-        status = int(m[2])
+        status = int(g[1])
         if err is None and 100 <= status < 200 and status != 101:
             if len(s.interim) >= self.limits.max_interim:
                 s.interim = []
@@ -787,7 +827,7 @@ class Http1Parser:
             s.interim.append(status)  # RFC 9110 15.2: interim; the final response follows
             return end
         slot = self._take_slot()
-        self._start(s, slot, m, headers, ts_start, ts_head_end)
+        self._start(s, slot, g, headers, ts_start, ts_head_end)
         if err is not None:
             self._finish(s, True, None, None)
             return self._fail(s, err, ts_start, p + 1, False)
@@ -798,7 +838,7 @@ class Http1Parser:
             return n
         if (slot is not None and slot.method == "HEAD") or status in (204, 304) or status < 200:
             return self._start_body(s, 0, False, False, end)  # RFC 9112 6.3: never a body
-        cl, te = _framing_fields(head)
+        cl, te = framing or _framing_fields(head)
         if te is not None:  # RFC 9112 6.3: chunked last, else the body runs until close
             chunked = _final_coding_is_chunked(te)
             return self._start_body(s, 0, chunked, not chunked, end)
@@ -818,9 +858,9 @@ class Http1Parser:
 
     # -- messages and pairing ----------------------------------------------------------------
 
-    def _start(self, s: _Side, slot, m: re.Match, headers, ts_start: int, ts_head_end) -> None:
+    def _start(self, s: _Side, slot, g: tuple, headers, ts_start: int, ts_head_end) -> None:
         s.slot = slot
-        s.start = m.groups()
+        s.start = g
         s.headers = headers
         s.ts_start = ts_start
         s.ts_head_end = ts_head_end

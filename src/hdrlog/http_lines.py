@@ -1,0 +1,203 @@
+"""HTTP exchanges -> `http` records, written straight as JSON lines from cached pieces.
+
+An exchange's record is the sum of what its connection gives (endpoints, flow, process,
+container, TLS), what its request head gives (method, target, version, chosen header fields,
+Host), what its response head gives (status, chosen header fields) and a few numbers (times,
+body sizes, thread). Heads repeat byte for byte (the same clients, the same servers), and a
+connection's context repeats on every record, so each part's JSON text is made once, through
+the same recorder, processors and encoder the record would go through, and cached:
+
+    context   per connection identity, made again after CONTEXT_REFRESH_NS (the enrichers'
+              own staleness bound: a process may exec)
+    request   per request head bytes (heads of at most HEAD_MAX bytes are remembered)
+    response  per response head bytes
+
+The processors (enrichment, redaction) must be field-local: what they do to a field depends
+only on fields of the same part. Each part is passed through them as a record of its own.
+
+An exchange of another shape (a missing or cut message, interim responses, a head llhttp
+did not accept whole) goes the general way: HttpRecorder.record, then the processors, and
+returns the record. tests/unit/test_http_lines.py checks both ways give the same bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import msgspec
+
+from hdrlog.clock import Clock
+from hdrlog.l7_records import HttpRecorder
+from hdrlog.protocols.http1 import HttpExchange, accepted_head
+from hdrlog.records import HttpRecord, Record, json_form
+from hdrlog.stitch.streams import Connection
+
+__all__ = ["HttpLineEncoder", "CONTEXT_REFRESH_NS", "HEAD_MAX", "CACHE_MAX"]
+
+Processor = Callable[[Record], "Record | None"]
+
+CONTEXT_REFRESH_NS = 1_000_000_000  # as enrich.process.REVALIDATE_SECONDS
+HEAD_MAX = 2048  # longer heads (cookies, tokens) are rarely repeated: encoded, not remembered
+CACHE_MAX = 4096  # entries per cache; when full it starts over (under ~20 MiB in all)
+
+_ENC = msgspec.json.Encoder()
+_NAMES = {f.name: f.encode_name for f in msgspec.structs.fields(HttpRecord)}
+_PREFIX = b'{"ts":"","type":"http"'
+
+
+def _key(field: str) -> bytes:
+    return b',"' + _NAMES[field].encode() + b'":'
+
+
+# Fields in HttpRecord's order; the header maps are written last, flattened (json_form)
+_LINE = (
+    b'{"ts":"%b.%09dZ","type":"http"%b%b%b%b%b%b%b%b'
+    + _key("request_body_size") + b"%d" + _key("response_body_size") + b"%d"
+    + _key("duration") + b"%d" + _key("time_to_headers") + b"%d"
+    + b"%b" + _key("tid") + b"%d%b%b%b}"
+)  # fmt: skip
+# the parts, as slices of a record's field names (their text is cut out of a record of those)
+_ROLE = ("role",)
+_TARGET = ("method", "url_path", "url_query")
+_CLIENT = ("client_address", "client_port")
+_VERSION = ("protocol_version",)
+_STATUS = ("status_code",)
+_AGENT = ("user_agent",)
+_FLOW = ("community_id", "network_type", "transport", "tls", "tls_server_name", "tls_version", "tls_cipher",
+         "tls_next_protocol", "pid")  # fmt: skip
+_PROCESS = ("executable_name", "executable_path", "command_line", "cgroup_id", "container_id", "container_runtime")
+_EMPTY = HttpRecord(ts="", type="http")
+
+
+def _text(rec: HttpRecord, fields: tuple[str, ...]) -> bytes:
+    """The JSON members (each with a leading comma) rec's `fields` are written as."""
+    part = msgspec.structs.replace(_EMPTY, **{f: getattr(rec, f) for f in fields})
+    raw = json_form(part)
+    line = raw if isinstance(raw, msgspec.Raw) else _ENC.encode(raw)
+    line = bytes(line)
+    assert line.startswith(_PREFIX) and line.endswith(b"}")
+    return line[len(_PREFIX) : -1]
+
+
+class _Context:
+    __slots__ = ("role", "address", "port", "client", "flow", "process", "expires", "hellos")
+
+
+class _Request:
+    __slots__ = ("target", "address", "port", "version", "agent", "headers")
+
+
+class _Response:
+    __slots__ = ("status", "headers")
+
+
+class HttpLineEncoder:
+    """encode(conn, exchange) -> a JSON line (bytes), or a record when the exchange is of another shape."""
+
+    def __init__(self, clock: Clock, recorder: HttpRecorder, processors: list[Processor]):
+        self.clock = clock
+        self.recorder = recorder
+        self.processors = processors
+        self._contexts: dict[tuple, _Context] = {}
+        self._requests: dict[bytes, _Request] = {}
+        self._responses: dict[bytes, _Response] = {}
+        self._second = None
+        self._second_text = b""
+
+    def _process(self, fields: dict) -> HttpRecord | None:
+        rec: Record | None = HttpRecord(ts="", type="http", **fields)
+        for proc in self.processors:
+            if rec is None:
+                return None
+            rec = proc(rec)
+        return rec  # type: ignore[return-value]
+
+    def general(self, conn: Connection, ex: HttpExchange) -> Record | None:
+        """The record, the general way."""
+        rec: Record | None = self.recorder.record(conn, ex)
+        for proc in self.processors:
+            if rec is None:
+                break
+            rec = proc(rec)
+        return rec
+
+    def encode(self, conn: Connection, ex: HttpExchange) -> bytes | Record | None:
+        req, resp = ex.request, ex.response
+        if (
+            req is None or resp is None or req.truncated or resp.truncated or resp.interim
+            or req.body_size is None or resp.body_size is None or resp.ts_end is None or resp.ts_head_end is None
+        ):  # fmt: skip
+            return self.general(conn, ex)
+        qhead, shead = accepted_head(req), accepted_head(resp)
+        if qhead is None or shead is None:
+            return self.general(conn, ex)
+        ts = req.ts_start
+        sid = conn.id
+        hellos = (conn.client_hello, conn.server_hello) if conn.tls else None
+        key = (conn.role, sid.tgid, sid.cgroup_id, sid.family, sid.laddr, sid.raddr, sid.lport, sid.rport, sid.comm,
+               None if hellos is None else (id(hellos[0]), id(hellos[1])))  # fmt: skip
+        c = self._contexts.get(key)
+        if c is None or ts > c.expires:
+            c = self._context(conn, key, ts, hellos)
+        q = self._requests.get(qhead) or self._request(req, qhead)
+        s = self._responses.get(shead) or self._response(resp, shead)
+        if q is None or c is None or s is None:
+            return self.general(conn, ex)  # a processor dropped a part: let it see the whole record
+        second, ns = self.clock.second_and_ns(ts)
+        if second is not self._second:
+            self._second, self._second_text = second, second.encode()
+        return _LINE % (
+            self._second_text, ns, c.role, q.target, q.address or c.address, q.port or c.port, c.client, q.version,
+            s.status, q.agent, req.body_size, resp.body_size, resp.ts_end - ts, resp.ts_head_end - ts, c.flow,
+            sid.tid, c.process, q.headers, s.headers,
+        )  # fmt: skip
+
+    def _context(self, conn: Connection, key: tuple, ts: int, hellos) -> _Context | None:
+        f = self.recorder.context(conn, ts)
+        del f["ts"], f["tid"], f["type"]
+        rec = self._process(f)
+        if rec is None:
+            return None
+        c = _Context()
+        c.role = _text(rec, _ROLE)
+        c.address = _text(rec, ("server_address",))
+        c.port = _text(rec, ("server_port",))
+        c.client = _text(rec, _CLIENT)
+        c.flow = _text(rec, _FLOW)
+        c.process = _text(rec, _PROCESS)
+        c.expires = ts + CONTEXT_REFRESH_NS
+        c.hellos = hellos  # kept: their ids are in the key
+        if len(self._contexts) >= CACHE_MAX:
+            self._contexts.clear()
+        self._contexts[key] = c
+        return c
+
+    def _request(self, req, head: bytes) -> _Request | None:
+        rec = self._process(self.recorder.request(req))
+        if rec is None:
+            return None
+        q = _Request()
+        q.target = _text(rec, _TARGET)
+        q.address = _text(rec, ("server_address",))
+        q.port = _text(rec, ("server_port",))
+        q.version = _text(rec, _VERSION)
+        q.agent = _text(rec, _AGENT)
+        q.headers = _text(rec, ("request_headers",))
+        if len(head) <= HEAD_MAX:
+            if len(self._requests) >= CACHE_MAX:
+                self._requests.clear()
+            self._requests[head] = q
+        return q
+
+    def _response(self, resp, head: bytes) -> _Response | None:
+        rec = self._process(self.recorder.response(resp))
+        if rec is None:
+            return None
+        s = _Response()
+        s.status = _text(rec, _STATUS)
+        s.headers = _text(rec, ("response_headers",))
+        if len(head) <= HEAD_MAX:
+            if len(self._responses) >= CACHE_MAX:
+                self._responses.clear()
+            self._responses[head] = s
+        return s
