@@ -156,16 +156,16 @@ def l7_events(n: int) -> list:
         cgroup = 1
     v4a, v4b = b"\x0a\x00\x00\x02" + b"\0" * 12, b"\x0a\x00\x00\x01" + b"\0" * 12
 
-    def sid(ts):
-        return SockId(ts, 0xFFFF8881, cgroup, pid, pid, 7, 4026531840, 2, 8080, 40000, 6, v4a, v4b,
+    def sid():
+        return SockId(0xFFFF8881, cgroup, pid, pid, 7, 4026531840, 2, 8080, 40000, 6, v4a, v4b,
                       b"nginx".ljust(16, b"\0"))
 
     start = time.monotonic_ns()  # kernel time is monotonic: now, or the idle check closes the connection
-    events = [SockConnEvent(CONN_ACCEPT, 43, 7, sid(start))]
+    events = [SockConnEvent(start, CONN_ACCEPT, 43, 7, sid())]
     for i in range(n):
         ts = start + 100_000 * i
-        events.append(SockDataEvent(0, 0, 0, len(L7_REQ), sid(ts), L7_REQ))
-        events.append(SockDataEvent(1, 20, 0, len(L7_RESP), sid(ts + 40_000), L7_RESP))
+        events.append(SockDataEvent(ts, 0, 0, 0, len(L7_REQ), sid(), L7_REQ))
+        events.append(SockDataEvent(ts + 40_000, 1, 20, 0, len(L7_RESP), sid(), L7_RESP))
     return events
 
 
@@ -176,7 +176,7 @@ def _ring_bytes(ev) -> bytes:
     from hdrlog import decode as D
 
     i = ev.id
-    ident = (i.ts_ns, i.sock, i.cgroup_id, i.tgid, i.tid, i.fd, i.netns, i.family, i.lport, i.rport, i.protocol,
+    ident = (ev.ts_ns, i.sock, i.cgroup_id, i.tgid, i.tid, i.fd, i.netns, i.family, i.lport, i.rport, i.protocol,
              i.laddr, i.raddr, i.comm)  # fmt: skip
     if isinstance(ev, D.SockConnEvent):
         body = D._SOCK_CONN.pack(D.EV_SOCK_CONN, ev.kind, ev.syscall, ev.ret, *ident)

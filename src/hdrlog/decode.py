@@ -323,9 +323,10 @@ _AF_INET = 2
 
 
 class SockId(msgspec.Struct, frozen=True, array_like=True):
-    """struct hl_sock_id: who moved bytes on which connection (local and remote endpoint)."""
+    """struct hl_sock_id but its time (the event's ts_ns): who moved bytes on which connection
+    (local and remote endpoint). The same bytes give the same object (decode_sock_event keeps
+    them), so a connection's events share one."""
 
-    ts_ns: int
     sock: int
     cgroup_id: int
     tgid: int
@@ -363,6 +364,7 @@ def _ip(family: int, raw: bytes) -> bytes:
 
 
 class SockDataEvent(msgspec.Struct, frozen=True):
+    ts_ns: int
     direction: int  # DIR_INGRESS: the process read it; DIR_EGRESS: it wrote it
     syscall: int
     flags: int
@@ -377,13 +379,31 @@ class ExecEvent(msgspec.Struct, frozen=True):
 
 
 class SockConnEvent(msgspec.Struct, frozen=True):
+    ts_ns: int
     kind: int  # CONN_CONNECT, CONN_ACCEPT, CONN_CLOSE
     syscall: int
     ret: int
     id: SockId
 
 
-_NID = len(SOCK_ID_FIELDS) - 1  # fields of SockId in the flat tuple (no pad)
+# The fields before struct hl_sock_id, and its ts_ns; the rest of it is read once per distinct
+# bytes (a connection's thread): _ids maps them to their SockId.
+_DATA_HEAD = struct.Struct("<" + "".join(f for _, f in SOCK_DATA_FIELDS[:-1]) + "Q")
+_CONN_HEAD = struct.Struct("<" + "".join(f for _, f in SOCK_CONN_FIELDS[:-1]) + "Q")
+_ID_REST = struct.Struct("<" + "".join(f for _, f in SOCK_ID_FIELDS[1:]))
+_ID_BYTES = _ID_REST.size
+IDS_MAX = 65536  # distinct identities remembered (then it starts over)
+_ids: dict[bytes, SockId] = {}
+
+
+def _sock_id(buf: bytes | memoryview, start: int) -> SockId:
+    key = bytes(buf[start : start + _ID_BYTES])
+    sid = _ids.get(key)
+    if sid is None:
+        if len(_ids) >= IDS_MAX:
+            _ids.clear()
+        sid = _ids[key] = SockId(*_ID_REST.unpack(key))
+    return sid
 
 
 def decode_sock_event(buf: bytes | memoryview, offset: int = 0, length: int | None = None):
@@ -395,17 +415,17 @@ def decode_sock_event(buf: bytes | memoryview, offset: int = 0, length: int | No
     if kind == EV_SOCK_DATA:
         if avail < SOCK_DATA_SIZE:
             raise DecodeError(f"socket data event of {avail} bytes, the layout needs {SOCK_DATA_SIZE}")
-        v = _SOCK_DATA.unpack_from(buf, offset)
-        captured = v[4]
+        _, direction, syscall, flags, captured, n, ts = _DATA_HEAD.unpack_from(buf, offset)
         if captured > avail - SOCK_DATA_SIZE:
             raise DecodeError(f"socket data event claims {captured} bytes, {avail - SOCK_DATA_SIZE} follow")
         start = offset + SOCK_DATA_SIZE
-        return SockDataEvent(v[1], v[2], v[3], v[5], SockId(*v[6:]), bytes(buf[start : start + captured]))
+        return SockDataEvent(ts, direction, syscall, flags, n, _sock_id(buf, offset + _DATA_HEAD.size),
+                             bytes(buf[start : start + captured]))
     if kind == EV_SOCK_CONN:
         if avail < SOCK_CONN_SIZE:
             raise DecodeError(f"socket conn event of {avail} bytes, the layout needs {SOCK_CONN_SIZE}")
-        v = _SOCK_CONN.unpack_from(buf, offset)
-        return SockConnEvent(v[1], v[2], v[3], SockId(*v[4:]))
+        _, kind, syscall, ret, ts = _CONN_HEAD.unpack_from(buf, offset)
+        return SockConnEvent(ts, kind, syscall, ret, _sock_id(buf, offset + _CONN_HEAD.size))
     if kind == EV_EXEC:
         if avail < _EXEC.size:
             raise DecodeError(f"exec event of {avail} bytes, the layout needs {_EXEC.size}")

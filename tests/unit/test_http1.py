@@ -1042,3 +1042,45 @@ def test_refused_head_keeps_the_fields_llhttp_reported_before_refusing():
     (x,) = exchanges(out)
     assert x.request.truncated and x.request.headers == [("Host", "h"), ("Content-Length", "1")]
     assert failures(out) == [(C, "invalid head: Duplicate Content-Length")]
+
+
+def _memo_run(events, close_ts):
+    """Each event fed whole, twice over (the second time every accepted head is a repeat)."""
+    out = []
+    for _ in range(2):
+        out.append(run(events, close_ts))
+    return out
+
+
+@pytest.mark.parametrize("path", sorted(CORPUS.glob("*.json")), ids=lambda p: p.stem)
+def test_remembered_heads_change_nothing(path, monkeypatch):
+    """A head seen before (http1.HEAD_MEMO_BYTES) skips llhttp and, fed whole, the state machine
+    (Http1Parser._whole): every corpus stream and random keep-alive traffic give the same as
+    with nothing remembered."""
+    import hdrlog.protocols.http1 as h
+
+    rng = random.Random(path.stem)
+    case = json.loads(path.read_text())
+    streams = [(_corpus_events(case["chunks"]), case["close_ts"])]
+    events, ts = [], 0
+    for i in range(60):  # keep-alive, HEAD, 204/304, bodies whole, cut and in later syscalls
+        ts += 1
+        method = rng.choice((b"GET", b"HEAD", b"POST"))
+        extra = b"Content-Length: 0\r\n" if method == b"POST" else b""
+        events.append((C, method + b" /%d HTTP/1.1\r\nHost: h\r\n" % (i % 3) + extra + b"\r\n", ts))
+        body = b"x" * rng.randrange(0, 40)
+        status = rng.choice((b"200 OK", b"204 No Content", b"304 Not Modified", b"404 Not Found"))
+        resp = ok(body, status)
+        cut = rng.randrange(len(resp) - len(body), len(resp) + 1)
+        events.append((S, resp[:cut], ts))
+        if cut < len(resp):
+            events.append((S, resp[cut:], ts + 1) if rng.random() < 0.5 else ("gap", S, len(resp) - cut, ts + 1))
+    streams.append((events, ts + 5))
+    for events, close_ts in streams:
+        h._KNOWN_HEADS.clear()
+        remembered = _memo_run(events, close_ts)
+        h._KNOWN_HEADS.clear()
+        monkeypatch.setattr(h, "HEAD_MEMO_BYTES", 0)
+        fresh = _memo_run(events, close_ts)
+        monkeypatch.undo()
+        assert remembered == fresh

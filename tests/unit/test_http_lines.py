@@ -49,10 +49,10 @@ EXCHANGES = [
 ]
 
 
-def sid(ts: int, family: int, local: bytes, remote: bytes, tid: int) -> SockId:
+def sid(family: int, local: bytes, remote: bytes, tid: int) -> SockId:
     pid = os.getpid()  # a live process: the enrichers find it
     cgroup = os.stat("/sys/fs/cgroup").st_ino if os.path.exists("/sys/fs/cgroup") else 1
-    return SockId(ts, 0xFFFF8881, cgroup, pid, tid, 7, 4026531840, family, 8080, 40000, 6, local, remote,
+    return SockId(0xFFFF8881, cgroup, pid, tid, 7, 4026531840, family, 8080, 40000, 6, local, remote,
                   b"nginx".ljust(16, b"\0"))
 
 
@@ -60,7 +60,7 @@ def exchanges(family=AF_INET, local=V4A, remote=V4B, accept=True, tls=None, repe
     """Each of EXCHANGES `repeat` times on one keep-alive connection, as (connection, exchange)."""
     table = StreamTable(Http1Parser)
     kind = CONN_ACCEPT if accept else CONN_CONNECT
-    out = table.feed(SockConnEvent(kind, 43, 7, sid(1, family, local, remote, 5)))
+    out = table.feed(SockConnEvent(1, kind, 43, 7, sid(family, local, remote, 5)))
     ts = 1_000
     for i in range(repeat):
         for req, resp in EXCHANGES:
@@ -68,7 +68,7 @@ def exchanges(family=AF_INET, local=V4A, remote=V4B, accept=True, tls=None, repe
             sends = ((IN, req), (OUT, resp)) if accept else ((OUT, req), (IN, resp))
             for direction, data in sends:
                 ts += 1000 + gap_ns
-                ev = SockDataEvent(direction, 0, 0, len(data), sid(ts, family, local, remote, 5 + i), data)
+                ev = SockDataEvent(ts, direction, 0, 0, len(data), sid(family, local, remote, 5 + i), data)
                 if tls is not None:
                     conn = table._conns[(ev.id.tgid, ev.id.sock)]
                     conn.tls = True

@@ -14,16 +14,16 @@ REQ = b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n"
 RESP = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 
 
-def sid(ts: int, sock: int = 7, tgid: int = 100, fd: int = 3, lport: int = 40000, rport: int = 80) -> SockId:
-    return SockId(ts, sock, 1, tgid, tgid, fd, 4026531840, 2, lport, rport, 6, V4, V4B, b"curl".ljust(16, b"\0"))
+def sid(sock: int = 7, tgid: int = 100, fd: int = 3, lport: int = 40000, rport: int = 80) -> SockId:
+    return SockId(sock, 1, tgid, tgid, fd, 4026531840, 2, lport, rport, 6, V4, V4B, b"curl".ljust(16, b"\0"))
 
 
 def data(ts, direction, payload, length=None, **kw) -> SockDataEvent:
-    return SockDataEvent(direction, 1, 0, len(payload) if length is None else length, sid(ts, **kw), payload)
+    return SockDataEvent(ts, direction, 1, 0, len(payload) if length is None else length, sid(**kw), payload)
 
 
 def conn(ts, kind, **kw) -> SockConnEvent:
-    return SockConnEvent(kind, 10, 0, sid(ts, **kw))
+    return SockConnEvent(ts, kind, 10, 0, sid(**kw))
 
 
 def exchanges(table: StreamTable, events) -> list:
@@ -113,7 +113,7 @@ def test_items_keep_the_connection_as_it_was_when_they_completed():
     import msgspec
 
     def ev(ts, direction, payload, tid):
-        return SockDataEvent(direction, 1, 0, len(payload), msgspec.structs.replace(sid(ts), tid=tid), payload)
+        return SockDataEvent(ts, direction, 1, 0, len(payload), msgspec.structs.replace(sid(), tid=tid), payload)
 
     t = StreamTable(Http1Parser)
     got = exchanges(t, [conn(1, CONN_CONNECT), ev(2, OUT, REQ, 101), ev(3, IN, RESP, 102), ev(4, OUT, REQ, 103)])

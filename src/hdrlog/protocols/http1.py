@@ -341,6 +341,10 @@ class Http1Parser:
             s = self._side(side)
         if self._done or self._closed or not data:
             return []
+        if s.state == HEAD and not s.buf and type(data) is bytes:
+            out = self._whole(s, data, ts)
+            if out is not None:
+                return out
         out = self._out = []
         s.last_ts = ts
         if s.buf:
@@ -551,7 +555,7 @@ class Http1Parser:
                 head = w[p:end] if type(w) is bytes else bytes(w[p:end])
                 known = s.known.get(head)
                 if known is not None:
-                    g, framing, keep = known
+                    g, framing, keep, _ = known
                     if not keep:
                         s.hp = None
                     return self._head_found(s, g, head, head, None, p, end, len(w), framing)
@@ -590,8 +594,83 @@ class Http1Parser:
             known = s.known
             if len(known) >= HEAD_MEMO:
                 known.clear()
-            known[head] = (g, framing, s.hp is not None)
+            known[head] = (g, framing, s.hp is not None, self._plain(s, g, framing))
         return self._head_found(s, g, head, headers, err, p, end, len(w), framing)
+
+    def _plain(self, s: _Side, g: tuple, framing: tuple) -> tuple | None:
+        """What _whole needs of an accepted head, if it is one it handles: a request without a
+        body, or a final response (not 101) framed by Content-Length or by never having a body."""
+        cl, te = framing
+        if s is self._client:
+            if te is not None or (cl is not None and _content_length(cl) != 0):
+                return None
+            return _METHOD_NAMES[g[0]], g[1].decode("latin-1"), "1.1" if g[2] == b"1" else "1.0"
+        status = int(g[1])
+        if status < 200:
+            return None
+        length = _content_length(cl) if te is None and cl is not None else None
+        return status, g[2].decode("latin-1") if g[2] else "", "1.1" if g[0] == b"1" else "1.0", length
+
+    def _whole(self, s: _Side, data: bytes, ts: int) -> list | None:
+        """The usual syscall, at C speed where it can be: a head seen before (a repeat of one
+        llhttp accepted), alone or with all of its body or the start of it, between messages.
+        None: anything else, for the state machine (which gives the same result, slower)."""
+        e = data.find(b"\r\n\r\n", 0, self._max_line)
+        if e < 0:
+            return None
+        end = e + 4
+        head = data[:end]
+        known = s.known.get(head)
+        if known is None or known[3] is None:
+            return None
+        g, _, keep, plain = known
+        n = len(data)
+        pending = self._pending
+        if s is self._client:
+            if end != n or len(pending) >= self.limits.max_pending:
+                return None
+            slot = _Slot(plain[0])
+            slot.request = HttpRequest(plain[0], plain[1], plain[2], head, 0, False, False, ts, ts, ts)
+            pending.append(slot)
+            out = []
+        else:
+            if s.interim:
+                return None
+            slot = pending[0] if pending else None
+            status, reason, version, length = plain
+            if (slot is not None and slot.method == "HEAD") or status in (204, 304):
+                length = 0
+            elif length is None or (slot is not None and slot.method == "CONNECT" and status < 300):
+                return None
+            rest = n - end
+            if rest > length:
+                return None  # (the next message follows in the same bytes)
+            if pending:
+                del pending[0]
+            if rest < length:  # the body goes on in the next syscalls
+                self._start(s, slot, g, head, ts, ts)
+                s.remaining = length - rest
+                s.body = rest
+                s.state = BODY
+                out = []
+            else:
+                resp = HttpResponse(status, reason, version, head, length, False, False, [], ts, ts, ts)
+                if slot is None or slot.request is not None:
+                    out = [HttpExchange(slot and slot.request, resp)]
+                else:
+                    slot.response = resp
+                    out = []
+        if not keep:
+            s.hp = None
+        s.last_ts = ts
+        if len(s.moff) == 1:
+            s.moff[0] = s.base
+            s.mts[0] = ts
+        else:
+            s.moff = [s.base]
+            s.mts = [ts]
+        s.base += n
+        return out
 
     def _head_found(self, s: _Side, g: tuple, head: bytes, headers, err: str | None, p: int, end: int, n: int,
                     framing: tuple | None) -> int:

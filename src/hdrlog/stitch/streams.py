@@ -127,11 +127,11 @@ class StreamTable:
             if role is None:
                 self.stats.unplaced_bytes += ev.len
                 return []
-            conn = self._open(key, sid, role, out)
+            conn = self._open(key, sid, ev.ts_ns, role, out)
         else:
             conns.move_to_end(key)  # (a new one is already last)
         conn.id = sid
-        ts = conn.last_ts = sid.ts_ns
+        ts = conn.last_ts = ev.ts_ns
         # requests travel client -> server: what a client writes, what a server reads
         side = CLIENT if (ev.direction == _EGRESS) == (conn.role == CLIENT) else SERVER
         flags = ev.flags
@@ -189,17 +189,17 @@ class StreamTable:
         out: list[tuple[Connection, object]] = []
         old = self._conns.pop(key, None)
         if old is not None:
-            out += self._close(old, ev.id.ts_ns)
+            out += self._close(old, ev.ts_ns)
         if ev.kind in (CONN_CONNECT, CONN_ACCEPT):
-            self._open(key, ev.id, CLIENT if ev.kind == CONN_CONNECT else SERVER, out)
+            self._open(key, ev.id, ev.ts_ns, CLIENT if ev.kind == CONN_CONNECT else SERVER, out)
         return out
 
-    def _open(self, key, sid: SockId, role: str, out: list) -> Connection:
+    def _open(self, key, sid: SockId, ts: int, role: str, out: list) -> Connection:
         if len(self._conns) >= self._max:
             _, victim = self._conns.popitem(last=False)
             self.stats.evicted += 1
             out += self._close(victim, victim.last_ts)
-        conn = Connection(sid.tgid, sid.sock, sid, role, self._new_parser(), sid.ts_ns)
+        conn = Connection(sid.tgid, sid.sock, sid, role, self._new_parser(), ts)
         self._conns[key] = conn
         self.stats.connections += 1
         return conn
