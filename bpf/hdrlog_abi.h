@@ -18,6 +18,7 @@ enum hl_event_type {
 	HL_EV_SOCK_DATA = 2,
 	HL_EV_SOCK_CONN = 3,
 	HL_EV_EXEC = 4,
+	HL_EV_FORK = 5,
 };
 
 enum hl_direction {
@@ -296,9 +297,11 @@ struct hl_sock_conn {
 	struct hl_sock_id id;
 };
 
-/* A process started a new program: user space looks for TLS libraries in it. */
+/* A process started a new program (HL_EV_EXEC: user space looks for TLS libraries in it),
+ * or a process that passes the process filters started a child (HL_EV_FORK, tgid is the
+ * child's: with uprobes per process, user space probes the child too). */
 struct hl_exec {
-	__u8 type;        /* HL_EV_EXEC */
+	__u8 type;        /* HL_EV_EXEC or HL_EV_FORK */
 	__u8 _pad0[3];
 	__u32 tgid;
 	__u64 ts_ns;

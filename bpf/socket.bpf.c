@@ -184,7 +184,7 @@ static __always_inline const struct hl_sock_settings *settings(void)
 }
 
 /* Process filters, cheap enough to run at every syscall entry. */
-static __always_inline int process_wanted(const struct hl_sock_settings *cfg)
+static __always_inline int process_wanted_(const struct hl_sock_settings *cfg, int tally)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
@@ -192,14 +192,16 @@ static __always_inline int process_wanted(const struct hl_sock_settings *cfg)
 	if (tgid == cfg_self_tgid)
 		return 0;
 	if ((cfg->flags & HL_SS_PIDS) && !bpf_map_lookup_elem(&pids, &tgid)) {
-		count(HL_SC_FILTERED_PID);
+		if (tally)
+			count(HL_SC_FILTERED_PID);
 		return 0;
 	}
 	if (cfg->flags & HL_SS_CGROUPS) {
 		__u64 cg = bpf_get_current_cgroup_id();
 
 		if (!bpf_map_lookup_elem(&cgroups, &cg)) {
-			count(HL_SC_FILTERED_CGROUP);
+			if (tally)
+				count(HL_SC_FILTERED_CGROUP);
 			return 0;
 		}
 	}
@@ -208,12 +210,15 @@ static __always_inline int process_wanted(const struct hl_sock_settings *cfg)
 
 		bpf_get_current_comm(comm, sizeof(comm));
 		if (!bpf_map_lookup_elem(&comms, comm)) {
-			count(HL_SC_FILTERED_COMM);
+			if (tally)
+				count(HL_SC_FILTERED_COMM);
 			return 0;
 		}
 	}
 	return 1;
 }
+
+#define process_wanted(cfg) process_wanted_(cfg, 1)
 
 __noinline int hl_stash(__u8 syscall, long fd, long buf, long n, long peek)
 {
@@ -680,6 +685,22 @@ int on_exec(void *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 
 	ev.tgid = id >> 32;
+	ev.ts_ns = bpf_ktime_get_ns();
+	bpf_ringbuf_output(&sock_events, &ev, sizeof(ev), 0);
+	return 0;
+}
+
+/* Attached when uprobes go per process (a process filter is set): a wanted process's new
+ * child (not a thread) inherits what made it wanted, so user space probes it too. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
+{
+	const struct hl_sock_settings *cfg = settings();
+	struct hl_exec ev = { .type = HL_EV_FORK };
+
+	if (!cfg || child->pid != child->tgid || !process_wanted_(cfg, 0))
+		return 0;
+	ev.tgid = child->tgid;
 	ev.ts_ns = bpf_ktime_get_ns();
 	bpf_ringbuf_output(&sock_events, &ev, sizeof(ev), 0);
 	return 0;

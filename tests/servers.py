@@ -90,12 +90,16 @@ def nginx_server(pair: NetnsPair, port: int, root: Path, settings: str = "") -> 
 
 
 @contextlib.contextmanager
-def nginx_running(tmp_path: Path, pair: NetnsPair, servers: dict[int, str]):
+def nginx_running(tmp_path: Path, pair: NetnsPair, servers: dict[int, str], master: bool = False):
     """nginx 1.22 in namespace a, one process (master_process off) running as root, with the
-    given server blocks (port -> block); every path it writes is under tmp_path."""
+    given server blocks (port -> block); every path it writes is under tmp_path. master: a
+    master process that forks one worker (also root), as nginx is usually run."""
     require_tool("nginx")
     conf = tmp_path / "nginx.conf"
-    conf.write_text(NGINX_MAIN.format(tmp=tmp_path, servers="".join(servers.values())))
+    main = NGINX_MAIN.format(tmp=tmp_path, servers="".join(servers.values()))
+    if master:
+        main = main.replace("master_process off;", "master_process on;\nuser root;")
+    conf.write_text(main)
     proc = pair.popen(pair.a, "nginx", "-p", str(tmp_path), "-c", str(conf), "-e", "stderr")
     try:
         for port in servers:

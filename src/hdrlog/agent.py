@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from hdrlog.capture.packets import PacketCapture, PacketFilters
-from hdrlog.capture.sockets import SocketCapture, SocketFilters
+from hdrlog.capture.sockets import SocketCapture, SocketFilters, process_matcher
 from hdrlog.clock import Clock
 from hdrlog.config import Config, ConfigError
 from hdrlog.flows import FlowReader, FlowRecorder
@@ -211,11 +211,18 @@ class Agent:
         cap.attach()
         probes = None
         if cfg.tls:
-            probes = TlsProbes(cap.obj, cfg.ssl_lib)
+            # with process filters, uprobes only in the processes they want (no trap elsewhere)
+            only = process_matcher(filters)
+            probes = TlsProbes(cap.obj, cfg.ssl_lib, only=only)
             stack.callback(probes.close)
-            probes.scan_all()
+            if only is not None:
+                cap.attach_fork()  # before the scan: a child forked meanwhile is reported
             cap.attach_exec()
-            log.info("TLS: %d OpenSSL libraries probed", len(probes.libraries))
+            probes.scan_all()
+            if only is None:
+                log.info("TLS: %d OpenSSL libraries probed", len(probes.libraries))
+            else:
+                log.info("TLS: OpenSSL probed per process: %d wanted processes so far", len(probes.processes))
         recorder = HttpRecorder(self.clock, HeaderSelection.parse(cfg.headers))
         streams = StreamTable(Http1Parser, new_hello_parser=HelloParser)
         return SocketPipeline(cap, streams, recorder, processors, TlsRecorder(self.clock), probes)

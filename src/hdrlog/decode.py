@@ -18,6 +18,7 @@ __all__ = [
     "SockDataEvent",
     "SockConnEvent",
     "ExecEvent",
+    "ForkEvent",
     "EXEC_FIELDS",
     "decode_sock_event",
     "PACKET_FIELDS",
@@ -36,6 +37,7 @@ EV_PACKET = 1
 EV_SOCK_DATA = 2
 EV_SOCK_CONN = 3
 EV_EXEC = 4
+EV_FORK = 5
 
 # enum hl_packet_flag
 PKT_HDR_TRUNCATED = 1 << 0
@@ -378,6 +380,13 @@ class ExecEvent(msgspec.Struct, frozen=True):
     ts_ns: int
 
 
+class ForkEvent(msgspec.Struct, frozen=True):
+    """A process the filters want started a child (tgid is the child's)."""
+
+    tgid: int
+    ts_ns: int
+
+
 class SockConnEvent(msgspec.Struct, frozen=True):
     ts_ns: int
     kind: int  # CONN_CONNECT, CONN_ACCEPT, CONN_CLOSE
@@ -426,9 +435,9 @@ def decode_sock_event(buf: bytes | memoryview, offset: int = 0, length: int | No
             raise DecodeError(f"socket conn event of {avail} bytes, the layout needs {SOCK_CONN_SIZE}")
         _, kind, syscall, ret, ts = _CONN_HEAD.unpack_from(buf, offset)
         return SockConnEvent(ts, kind, syscall, ret, _sock_id(buf, offset + _CONN_HEAD.size))
-    if kind == EV_EXEC:
+    if kind == EV_EXEC or kind == EV_FORK:
         if avail < _EXEC.size:
             raise DecodeError(f"exec event of {avail} bytes, the layout needs {_EXEC.size}")
         _, tgid, ts = _EXEC.unpack_from(buf, offset)
-        return ExecEvent(tgid, ts)
+        return ExecEvent(tgid, ts) if kind == EV_EXEC else ForkEvent(tgid, ts)
     raise DecodeError(f"event type {kind} is not a socket event")

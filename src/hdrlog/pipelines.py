@@ -100,7 +100,7 @@ class SocketPipeline(_RingPipeline):
         self.recorder = recorder
         self.lines = HttpLineEncoder(recorder.clock, recorder, processors)
         self.tls_recorder = tls_recorder
-        self.tls_probes = tls_probes  # capture.tls_libs.TlsProbes: told of every exec
+        self.tls_probes = tls_probes  # capture.tls_libs.TlsProbes: told of every exec and fork
         self.processors = processors
         self.handshakes = 0
         self.decode_errors = 0
@@ -149,6 +149,10 @@ class SocketPipeline(_RingPipeline):
             if isinstance(ev, D.ExecEvent):
                 if self.tls_probes is not None:
                     self.tls_probes.on_exec(ev.tgid)
+                continue
+            if isinstance(ev, D.ForkEvent):
+                if self.tls_probes is not None:
+                    self.tls_probes.on_fork(ev.tgid)
                 continue
             items += feed(ev)
         if self.tls_probes is not None:

@@ -8,7 +8,7 @@ namespace a, clients (curl, Python) in namespace b; hdrlog runs in the host name
 --l7-only and --port. As in test_http.py, hdrlog takes seconds to attach and to detach, so
 the tests share one traffic mix (the module-scoped `mix`) watched by two runs at once, the
 default one (uprobes on) and one with --no-tls; each test finds its connection by its
-Community ID. What each record must say comes from the client's own account of the
+Community ID. A third run, --comm nginx, probes OpenSSL in nginx's processes alone. What each record must say comes from the client's own account of the
 connection: curl's -w line and -v log, the Python client's ssl socket, and the cipher
 suites the openssl CLI says OpenSSL 3 offers by default.
 """
@@ -70,6 +70,7 @@ SCSV = "TLS_EMPTY_RENEGOTIATION_INFO_SCSV"  # OpenSSL appends it to every first 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 # fields that depend on when hdrlog asked /proc, not on the connection
 _ENRICHED = ("ts", "process.command_line", "process.executable.path")
+_TIMES = ("event.duration", "http.response.time_to_headers")
 
 
 # --- what the clients and OpenSSL say -------------------------------------------------------------
@@ -184,6 +185,18 @@ def _poll(check, timeout: float, interval: float = 0.05) -> bool:
     return True
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _logged(run: HdrlogRun, text: str, timeout: float) -> bool:
+    """A line of run's stderr holds text (already read, or within timeout)."""
+    return any(text in line for line in run.stderr_lines) or run._read_stderr(text, timeout)
+
+
 def _live_http_roles(run: HdrlogRun, community_id: str) -> set[str]:
     """observer.role of the http records already written for a connection (while hdrlog runs)."""
     if not run.output.exists():
@@ -208,18 +221,26 @@ GARBAGE_CLIENT = cases_client(r"""{
 
 
 def _traffic(mix: Mix, stack: contextlib.ExitStack, tmp_path: Path, www: Path, cert: Certificate,
-             default: HdrlogRun, notls: HdrlogRun) -> None:
+             default: HdrlogRun, notls: HdrlogRun, per_process: HdrlogRun) -> None:
     pair, t = mix.pair, mix.traffic
     a = pair.a_ip
 
     # a TLS server started after hdrlog: nginx execs now, its libssl was probed at start
     late_dir = tmp_path / "late"
     late_dir.mkdir()
-    mix.nginx_late = stack.enter_context(nginx_running(late_dir, pair, {LATE: nginx_tls_server(pair, LATE, www, cert)}))
+    mix.nginx_late = stack.enter_context(nginx_running(late_dir, pair, {LATE: nginx_tls_server(pair, LATE, www, cert)},
+                                                      master=True))
+    # --comm nginx probes the master after its exec and the worker once its fork is reported:
+    # wait for both before curl
+    _poll(lambda: _children(mix.nginx_late.pid), 10)
+    t["nginx_workers"] = _children(mix.nginx_late.pid)
+    t["late_probed"] = all(_logged(per_process, f"in pid {pid} (", 10)
+                           for pid in (mix.nginx_late.pid, *t["nginx_workers"]))
     t["late"] = c = curl(pair, "-v", *tls_args(pair, LATE), "--tlsv1.3", "-o", "/dev/null",
                          f"https://{TLS_NAME}:{LATE}/index.html?late=1")
     late_conn = cid(pair.b_ip, a, c.only.local_port, LATE)
     t["late_live"] = _poll(lambda: _live_http_roles(default, late_conn) == {"client", "server"}, 10)
+    t["late_live_per_process"] = _poll(lambda: _live_http_roles(per_process, late_conn) == {"server"}, 10)
 
     # TLS 1.3 and TLS 1.2 with secrets in a header and the query; the 1.3 curl then waits on a
     # server that never answers (2 s), so hdrlog reads its command line while it is there
@@ -234,10 +255,12 @@ def _traffic(mix: Mix, stack: contextlib.ExitStack, tmp_path: Path, www: Path, c
     # reads the connection's events, the main thread's handshake and the handler thread's
     # exchange, in one batch whatever its timing
     default.proc.send_signal(signal.SIGSTOP)
+    per_process.proc.send_signal(signal.SIGSTOP)
     try:
         t["python"] = py_tls_client(pair, PY_TLS, "close", "/index.html?lang=py")
     finally:
         default.proc.send_signal(signal.SIGCONT)
+        per_process.proc.send_signal(signal.SIGCONT)
 
     # keep-alive: one TLS connection, KEEPALIVE_N requests
     urls = []
@@ -290,8 +313,8 @@ def mix(tmp_path_factory) -> Mix:
             stack.enter_context(python_server(tmp_path, pair, "discard", GARBAGE))
             stack.enter_context(python_server(tmp_path, pair, "discard", HANG))
             base = ("--l7-only", "--port", WATCHED)
-            names = ("default", "notls")
-            runs = start_runs(tmp_path, base, (*base, "--no-tls"))
+            names = ("default", "notls", "per_process")
+            runs = start_runs(tmp_path, base, (*base, "--no-tls"), (*base, "--comm", "nginx"))
             stack.callback(kill_runs, runs)
             by_name = dict(zip(names, runs))
             _traffic(mix, stack, tmp_path, www, cert, *runs)
@@ -510,7 +533,7 @@ def test_keep_alive_over_tls(mix):
 
 def test_server_started_after_hdrlog(mix):
     """nginx started after hdrlog had attached is covered at once: curl's request to it is written
-    as an http record per role (tls true, nginx's pid) while hdrlog runs, and a tls record per role."""
+    as an http record per role (tls true, the pid of nginx's worker) while hdrlog runs, and a tls record per role."""
     pair, c = mix.pair, mix.traffic["late"]
     assert c.only.status == 200
     ct = curl_tls(c)
@@ -518,14 +541,33 @@ def test_server_started_after_hdrlog(mix):
     assert mix.traffic["late_live"], "no http record of both roles within 10 s"
     http = one_per_role(mix.records["default"], conn, "http")
     check_process(http["client"], c.pid, "curl", "client")
-    check_process(http["server"], mix.nginx_late.pid, "nginx", "server")
+    check_process(http["server"], mix.traffic["nginx_workers"][0], "nginx", "server")
     for r in http.values():
         assert (r["url.path"], r["url.query"], r["http.response.status_code"]) == ("/index.html", "late=1", 200), r
         check_http_tls(r, version="1.3", cipher=ct.cipher, next_protocol=None)
     tls = one_per_role(mix.records["default"], conn, "tls")
-    check_process(tls["server"], mix.nginx_late.pid, "nginx", "server")
+    check_process(tls["server"], mix.traffic["nginx_workers"][0], "nginx", "server")
     for r in tls.values():
         check_tls_record(r, pair, c.only.local_port, LATE, version="1.3", cipher=ct.cipher, next_protocol=None)
+
+
+def test_process_filter_probes_only_its_processes(mix):
+    """With --comm nginx OpenSSL is probed in nginx's processes alone (the nginx running at start,
+    and the one started later, through its exec and its worker's fork; not curl or Python): the
+    run writes exactly the default run's nginx records."""
+    assert mix.exit_codes["per_process"] == 0, mix.stderr["per_process"]
+    assert mix.traffic["late_probed"], "the later nginx's worker was not probed within 10 s"
+    assert mix.traffic["late_live_per_process"], "no http record of the later nginx within 10 s"
+    def seen(r: dict) -> str:  # (each run's programs take their own timestamps)
+        return json.dumps({k: v for k, v in without_enrichment(r).items() if k not in _TIMES}, sort_keys=True)
+
+    want = sorted(seen(r) for r in mix.records["default"] if r.get("process.executable.name") == "nginx")
+    got = sorted(seen(r) for r in mix.records["per_process"])
+    assert got == want
+    assert any(r["type"] == "http" and r.get("tls") for r in mix.records["per_process"])
+    probed = {int(pid) for line in mix.stderr["per_process"] for pid in re.findall(r"TLS: probing .* in pid (\d+) ", line)}
+    nginx = {mix.nginx.pid, mix.nginx_late.pid, *mix.traffic["nginx_workers"]}
+    assert probed == nginx, (probed, nginx)
 
 
 # --- 5. --no-tls -----------------------------------------------------------------------------------

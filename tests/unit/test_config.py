@@ -108,3 +108,4 @@ def test_flow_settings():
         with pytest.raises(ConfigError) as e:
             load(None, overrides)
         assert str(e.value).startswith(f"{key}:"), (overrides, str(e.value))
+

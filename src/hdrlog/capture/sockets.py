@@ -6,12 +6,13 @@ import os
 import secrets
 import struct
 from dataclasses import dataclass, field
+from typing import Callable
 
 from hdrlog.bpf import Link
 from hdrlog.capture.base import Capture, wake_bytes_per_cpu
 from hdrlog.decode import SOCK_COUNTERS
 
-__all__ = ["SocketCapture", "SocketFilters", "SYSCALLS", "DATA_MAX"]
+__all__ = ["SocketCapture", "SocketFilters", "SYSCALLS", "DATA_MAX", "process_matcher"]
 
 # enum hl_sock_setting_flag (bpf/hdrlog_abi.h)
 SS_PIDS = 1 << 0
@@ -41,6 +42,44 @@ class SocketFilters:
     data_max: int = 4096
 
 
+def _comm(c: str) -> bytes:
+    return c.encode()[:15]  # the kernel's TASK_COMM_LEN, with its NUL
+
+
+def process_matcher(f: SocketFilters, proc: str = "/proc") -> Callable[[int], bool] | None:
+    """The socket program's process filters (pid, cgroup, comm: all that are set) asked of a
+    running process through /proc, by its main thread; None when no process filter is set."""
+    if not (f.pids or f.cgroups or f.comms):
+        return None
+    pids, cgroups, comms = set(f.pids), set(f.cgroups), {_comm(c) for c in f.comms}
+    mount = None
+    if cgroups:
+        from hdrlog.enrich.container import cgroup2_mount
+
+        mount = cgroup2_mount()
+
+    def wanted(pid: int) -> bool:
+        if pids and pid not in pids:
+            return False
+        try:
+            if comms:
+                with open(f"{proc}/{pid}/comm", "rb") as fh:
+                    if fh.read().rstrip(b"\n") not in comms:
+                        return False
+            if cgroups:
+                if mount is None:
+                    return False
+                with open(f"{proc}/{pid}/cgroup", "rb") as fh:
+                    path = next((ln[3:].rstrip(b"\n") for ln in fh if ln.startswith(b"0::")), None)
+                if path is None or os.stat(os.path.join(mount.encode(), path.lstrip(b"/"))).st_ino not in cgroups:
+                    return False
+        except OSError:  # gone, or not ours to see
+            return False
+        return True
+
+    return wanted
+
+
 class SocketCapture(Capture):
     OBJECT = "socket.bpf.o"
     RING = "sock_events"
@@ -63,7 +102,7 @@ class SocketCapture(Capture):
         for name, items, bit, pack in (
             ("pids", f.pids, SS_PIDS, _U32.pack),
             ("cgroups", f.cgroups, SS_CGROUPS, struct.Struct("<Q").pack),
-            ("comms", f.comms, SS_COMMS, lambda c: c.encode()[:15].ljust(16, b"\0")),
+            ("comms", f.comms, SS_COMMS, lambda c: _comm(c).ljust(16, b"\0")),
             ("sock_ports", f.ports, SS_PORTS, struct.Struct("<H").pack),
         ):
             m = self.obj.map(name)
@@ -77,6 +116,12 @@ class SocketCapture(Capture):
     def attach_exec(self) -> list[Link]:
         """Report every exec (user space then looks for TLS libraries in the new program)."""
         link = self.obj.program("on_exec").attach_tracepoint("sched", "sched_process_exec")
+        self.links.append(link)
+        return [link]
+
+    def attach_fork(self) -> list[Link]:
+        """Report each new child of a process the filters want (uprobes per process follow it)."""
+        link = self.obj.program("on_fork").attach_trace()
         self.links.append(link)
         return [link]
 

@@ -6,6 +6,14 @@ library file: the system's libssl, the ones running processes map (containers' t
 /proc/PID/root), binaries that link OpenSSL statically, and `--ssl-lib` paths. A process
 that execs a new program is looked at again shortly after (its libraries are mapped by the
 dynamic loader after exec), which catches libraries that appear later, e.g. a container's.
+
+A uprobe costs every process that runs the probed code a trap per call, whether or not the
+program then keeps what it sees. So when the socket program's process filters are set
+(`only`: --pid, --comm, --cgroup), the probes go per process instead: attached for each
+wanted process only (the kernel then leaves the breakpoints out of every other process,
+a load generator or another service on the same libssl), found at start, after an exec,
+and when a wanted process forks (the socket program's on_fork reports its children).
+Probes of processes that exited are closed at the next liveness check.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import mmap
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from hdrlog.bpf import BpfError, Link
 from hdrlog.bpf.links import close_all
@@ -37,7 +46,28 @@ REQUIRED = ("SSL_read", "SSL_write")
 MAX_STATIC_SCAN_BYTES = 512 << 20  # a binary larger than this is not searched for OpenSSL
 RESCAN_DELAYS = (0.2, 1.5)  # seconds after an exec: the loader maps libraries after exec returns
 MAX_PENDING_RESCANS = 4096  # exec storms: beyond this, rescans wait for the periodic one
+LIVENESS_SECONDS = 2.0  # per-process probes: how often probed processes are checked for exit
 _LIB_NAMES = ("libssl.so",)
+
+
+def _start_time(pid: int) -> bytes | None:
+    """A process's start time (stat field 22): a reused pid has another."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2 :].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+@dataclass
+class _Process:
+    """Per-process probes: one wanted process's links, on the files it maps."""
+
+    start: bytes
+    files: set[tuple[int, int]] = field(default_factory=set)
+    links: list[Link] = field(default_factory=list)
 
 
 @dataclass
@@ -94,9 +124,12 @@ def _links_openssl_statically(path: str) -> bool:
 class TlsProbes:
     """The OpenSSL libraries found and attached, for one loaded socket program."""
 
-    def __init__(self, obj, extra_paths: list[str] | None = None):
+    def __init__(self, obj, extra_paths: list[str] | None = None, only: Callable[[int], bool] | None = None):
         self.obj = obj
         self.extra_paths = list(extra_paths or [])
+        self.only = only  # per-process probes: the processes the filters want (None: per file)
+        self.processes: dict[int, _Process] = {}  # per-process probes, by pid
+        self._next_liveness = 0.0
         self.libraries: dict[tuple[int, int], TlsLibrary] = {}
         self.skipped: dict[tuple[int, int] | str, str] = {}  # file -> why it was not probed
         self._seen_exes: set[tuple[int, int]] = set()
@@ -105,8 +138,14 @@ class TlsProbes:
     # --- discovery ---------------------------------------------------------------------
 
     def scan_all(self) -> int:
-        """The system's libraries, --ssl-lib paths, and every running process. Returns how many were attached."""
+        """The system's libraries, --ssl-lib paths, and every running process. Returns how many were attached
+        (per-process probes: files, each in every wanted process that maps it)."""
         before = len(self.libraries)
+        if self.only is not None:
+            for entry in os.listdir("/proc"):
+                if entry.isdigit():
+                    self.scan_process(int(entry))
+            return len(self.libraries) - before
         for path in find_system_libraries():
             self._consider(path, path, "shared")
         for path in self.extra_paths:
@@ -122,6 +161,9 @@ class TlsProbes:
         return len(self.libraries) - before
 
     def scan_process(self, pid: int) -> None:
+        if self.only is not None:
+            self._scan_wanted(pid)
+            return
         libs, exe = _process_paths(pid)
         root = f"/proc/{pid}/root"
         for lib in libs:
@@ -144,11 +186,22 @@ class TlsProbes:
             now = time.monotonic()
             self._pending[pid] = [now + d for d in RESCAN_DELAYS]
 
+    def on_fork(self, pid: int) -> None:
+        """A wanted process started a child: it maps what its parent mapped (per-process probes)."""
+        if self.only is not None:
+            self._scan_wanted(pid)
+
     def poll(self) -> None:
-        """Look again at processes that exec'ed, once their loader had time to map libraries."""
+        """Look again at processes that exec'ed, once their loader had time to map libraries;
+        per-process probes: close those of processes that exited."""
+        now = time.monotonic()
+        if self.processes and now >= self._next_liveness:
+            self._next_liveness = now + LIVENESS_SECONDS
+            for pid, proc in list(self.processes.items()):
+                if _start_time(pid) != proc.start:
+                    self._forget(pid)
         if not self._pending:
             return
-        now = time.monotonic()
         for pid in list(self._pending):
             times = self._pending[pid]
             if times[0] <= now:
@@ -156,6 +209,62 @@ class TlsProbes:
                 times.pop(0)
                 if not times:
                     del self._pending[pid]
+
+    # --- per-process probes ------------------------------------------------------------
+
+    def _scan_wanted(self, pid: int) -> None:
+        """Probe each OpenSSL file a wanted process maps (libssl, its executable if OpenSSL is
+        linked in), for that process alone; a process no longer wanted (exec) loses its probes."""
+        if pid == os.getpid():
+            return
+        start = _start_time(pid)
+        proc = self.processes.get(pid)
+        if proc is not None and proc.start != start:
+            self._forget(pid)  # the pid was reused
+            proc = None
+        if start is None or not self.only(pid):
+            if proc is not None:
+                self._forget(pid)
+            return
+        libs, exe = _process_paths(pid)
+        root = f"/proc/{pid}/root"
+        candidates = [(root + lib, lib, "shared") for lib in libs]
+        if exe and not exe.endswith(" (deleted)"):
+            candidates.append((root + exe, exe, "static"))
+        for path, shown, kind in candidates:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if (proc is not None and key in proc.files) or key in self.skipped:
+                continue
+            if kind == "static" and key not in self.libraries:
+                explicit = any(_same_file(x, st) for x in self.extra_paths)
+                if not explicit and not _links_openssl_statically(path):
+                    self.skipped[key] = f"{shown}: not OpenSSL"
+                    continue
+            lib = TlsLibrary(path=path, shown=shown, kind=kind)
+            missing = self._attach(lib, pid)
+            if not lib.links or missing:
+                for link in lib.links:
+                    link.close()
+                self.skipped[key] = f"{shown}: no {', '.join(missing)}"
+                log.debug("TLS: not probing %s: lacks %s", shown, ", ".join(missing))
+                continue
+            if proc is None:
+                proc = self.processes[pid] = _Process(start)
+            proc.files.add(key)
+            proc.links += lib.links
+            lib.links = []  # (the process holds them)
+            known = self.libraries.setdefault(key, lib)
+            log.info("TLS: probing %s in pid %d (%s: %s)", shown, pid, kind, ", ".join(known.symbols))
+
+    def _forget(self, pid: int) -> None:
+        proc = self.processes.pop(pid, None)
+        if proc is not None:
+            close_all(proc.links)
+            log.debug("TLS: pid %d gone, its probes closed", pid)
 
     # --- attaching ---------------------------------------------------------------------
 
@@ -178,15 +287,16 @@ class TlsProbes:
             self.skipped[key] = f"{shown}: no {', '.join(missing)}"
             (log.warning if explicit else log.debug)("TLS: not probing %s: lacks %s", shown, ", ".join(missing))
 
-    def _attach(self, lib: TlsLibrary) -> list[str]:
-        """Attach every probe whose symbol the file has; returns the required symbols it lacks."""
+    def _attach(self, lib: TlsLibrary, pid: int = -1) -> list[str]:
+        """Attach every probe whose symbol the file has (for one process, or all: pid -1);
+        returns the required symbols it lacks."""
         missing = []
         for symbol, enter, ret in PROBES:
             links: list[Link] = []
             try:
-                links.append(self.obj.program(enter).attach_uprobe(lib.path, symbol))
+                links.append(self.obj.program(enter).attach_uprobe(lib.path, symbol, pid=pid))
                 if ret:
-                    links.append(self.obj.program(ret).attach_uprobe(lib.path, symbol, retprobe=True))
+                    links.append(self.obj.program(ret).attach_uprobe(lib.path, symbol, retprobe=True, pid=pid))
             except BpfError as e:
                 for link in links:
                     link.close()
@@ -200,9 +310,19 @@ class TlsProbes:
 
     def close(self) -> None:
         links = [link for lib in self.libraries.values() for link in lib.links]
+        links += [link for proc in self.processes.values() for link in proc.links]
         for lib in self.libraries.values():
             lib.links.clear()
+        self.processes.clear()
         close_all(links)
 
     def describe(self) -> list[str]:
         return [f"{lib.shown} ({lib.kind}: {', '.join(lib.symbols)})" for lib in self.libraries.values()]
+
+
+def _same_file(path: str, st: os.stat_result) -> bool:
+    try:
+        other = os.stat(path)
+    except OSError:
+        return False
+    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
