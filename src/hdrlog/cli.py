@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
       help="bytes copied per read/write syscall, 1-8192 (default 4096); longer messages are marked truncated")
     b("--unix-sockets", action="store_true", default=None, help="also capture Unix sockets")
     b("--tls", dest="tls", action="store_true", default=None,
-      help="log HTTP inside TLS through uprobes on OpenSSL (default, where OpenSSL is found)")
+      help="log HTTP inside TLS through uprobes on OpenSSL (default, where OpenSSL is found; with --pid, --comm or --cgroup only in the processes they want)")
     b("--no-tls", dest="tls", action="store_false", help="no uprobes on TLS libraries")
     b("--ssl-lib", action="append", metavar="PATH",
       help="another OpenSSL library or statically linked binary to probe (repeatable)")
