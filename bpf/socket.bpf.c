@@ -239,6 +239,11 @@ __noinline int hl_stash(__u8 syscall, long fd, long buf, long n, long peek)
 	return 0;
 }
 
+/* A kernel pointer read as a number, typed again: its fields are then plain (fault-checked)
+ * loads, not a bpf_probe_read_kernel call each (what BPF_CORE_READ does). */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+#define TYPED(type, p) ((type *)bpf_rdonly_cast((p), bpf_core_type_id_kernel(type)))
+
 /* fd -> struct sock of the current task, or NULL if the fd is not a socket. */
 static __always_inline struct sock *sock_of_fd(__u32 fd, __u16 *type)
 {
@@ -247,20 +252,25 @@ static __always_inline struct sock *sock_of_fd(__u32 fd, __u16 *type)
 	struct fdtable *fdt = task->files->fdt;
 	struct file *f = NULL;
 	struct socket *sock;
+	struct sock *sk;
 	umode_t mode;
 
 	if (!fdt || fd >= fdt->max_fds)
 		return NULL;
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fdt->fd[fd]) || !f)
 		return NULL;
-	mode = BPF_CORE_READ(f, f_inode, i_mode);
+	f = TYPED(struct file, f);
+	mode = f->f_inode->i_mode;
 	if ((mode & S_IFMT) != S_IFSOCK)
 		return NULL;
-	sock = BPF_CORE_READ(f, private_data);
+	sock = TYPED(struct socket, f->private_data);
 	if (!sock)
 		return NULL;
-	*type = BPF_CORE_READ(sock, type);
-	return BPF_CORE_READ(sock, sk);
+	*type = sock->type;
+	/* read as a number: the callers key maps with it (no arithmetic on typed pointers) */
+	if (bpf_probe_read_kernel(&sk, sizeof(sk), &sock->sk))
+		return NULL;
+	return sk;
 }
 
 /* Fill the identity of a socket event from its sock; 0 if the socket is not one to capture. */
@@ -269,8 +279,10 @@ static __always_inline int fill_id_of(struct hl_sock_id *id, const struct hl_soc
 {
 	__u16 family;
 	__u64 pid_tgid;
+	__u64 sk_value = (__u64)sk;
 
-	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	sk = TYPED(struct sock, sk);
+	family = sk->__sk_common.skc_family;
 	if (family == AF_UNIX) {
 		if (!(cfg->flags & HL_SS_UNIX)) {
 			count(HL_SC_FILTERED_FAMILY);
@@ -283,16 +295,20 @@ static __always_inline int fill_id_of(struct hl_sock_id *id, const struct hl_soc
 	if (type != SOCK_STREAM)
 		return 0; /* datagram sockets come with later protocols (DNS) */
 	id->family = family;
-	id->protocol = BPF_CORE_READ(sk, sk_protocol);
-	id->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	id->rport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	/* explicit sizes: BPF_CORE_READ_INTO would take the size of one array element */
+	id->protocol = sk->sk_protocol;
+	id->lport = sk->__sk_common.skc_num;
+	id->rport = __builtin_bswap16(sk->__sk_common.skc_dport);
 	if (family == AF_INET) {
-		bpf_core_read(id->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
-		bpf_core_read(id->raddr, 4, &sk->__sk_common.skc_daddr);
+		*(__u32 *)id->laddr = sk->__sk_common.skc_rcv_saddr;
+		*(__u32 *)id->raddr = sk->__sk_common.skc_daddr;
 	} else if (family == AF_INET6) {
-		bpf_core_read(id->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-		bpf_core_read(id->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+		const __u32 *l = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32;
+		const __u32 *r = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32;
+
+		for (int i = 0; i < 4; i++) {
+			((__u32 *)id->laddr)[i] = l[i];
+			((__u32 *)id->raddr)[i] = r[i];
+		}
 	}
 	if ((cfg->flags & HL_SS_PORTS) && !bpf_map_lookup_elem(&sock_ports, &id->lport) &&
 	    !bpf_map_lookup_elem(&sock_ports, &id->rport)) {
@@ -303,8 +319,8 @@ static __always_inline int fill_id_of(struct hl_sock_id *id, const struct hl_soc
 	id->tgid = pid_tgid >> 32;
 	id->tid = (__u32)pid_tgid;
 	id->fd = fd;
-	id->sock = (__u64)sk ^ cfg_sock_key;
-	id->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	id->sock = sk_value ^ cfg_sock_key;
+	id->netns = sk->__sk_common.skc_net.net->ns.inum;
 	id->cgroup_id = bpf_get_current_cgroup_id();
 	id->ts_ns = bpf_ktime_get_ns();
 	bpf_get_current_comm(id->comm, sizeof(id->comm));
