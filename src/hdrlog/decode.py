@@ -19,6 +19,8 @@ __all__ = [
     "SockConnEvent",
     "ExecEvent",
     "ForkEvent",
+    "SOCK_DATA_HEAD",
+    "sock_id",
     "EXEC_FIELDS",
     "decode_sock_event",
     "PACKET_FIELDS",
@@ -397,7 +399,7 @@ class SockConnEvent(msgspec.Struct, frozen=True):
 
 # The fields before struct hl_sock_id, and its ts_ns; the rest of it is read once per distinct
 # bytes (a connection's thread): _ids maps them to their SockId.
-_DATA_HEAD = struct.Struct("<" + "".join(f for _, f in SOCK_DATA_FIELDS[:-1]) + "Q")
+SOCK_DATA_HEAD = struct.Struct("<" + "".join(f for _, f in SOCK_DATA_FIELDS[:-1]) + "Q")
 _CONN_HEAD = struct.Struct("<" + "".join(f for _, f in SOCK_CONN_FIELDS[:-1]) + "Q")
 _ID_REST = struct.Struct("<" + "".join(f for _, f in SOCK_ID_FIELDS[1:]))
 _ID_BYTES = _ID_REST.size
@@ -405,7 +407,7 @@ IDS_MAX = 65536  # distinct identities remembered (then it starts over)
 _ids: dict[bytes, SockId] = {}
 
 
-def _sock_id(buf: bytes | memoryview, start: int) -> SockId:
+def sock_id(buf: bytes | memoryview, start: int) -> SockId:
     key = bytes(buf[start : start + _ID_BYTES])
     sid = _ids.get(key)
     if sid is None:
@@ -424,17 +426,17 @@ def decode_sock_event(buf: bytes | memoryview, offset: int = 0, length: int | No
     if kind == EV_SOCK_DATA:
         if avail < SOCK_DATA_SIZE:
             raise DecodeError(f"socket data event of {avail} bytes, the layout needs {SOCK_DATA_SIZE}")
-        _, direction, syscall, flags, captured, n, ts = _DATA_HEAD.unpack_from(buf, offset)
+        _, direction, syscall, flags, captured, n, ts = SOCK_DATA_HEAD.unpack_from(buf, offset)
         if captured > avail - SOCK_DATA_SIZE:
             raise DecodeError(f"socket data event claims {captured} bytes, {avail - SOCK_DATA_SIZE} follow")
         start = offset + SOCK_DATA_SIZE
-        return SockDataEvent(ts, direction, syscall, flags, n, _sock_id(buf, offset + _DATA_HEAD.size),
+        return SockDataEvent(ts, direction, syscall, flags, n, sock_id(buf, offset + SOCK_DATA_HEAD.size),
                              bytes(buf[start : start + captured]))
     if kind == EV_SOCK_CONN:
         if avail < SOCK_CONN_SIZE:
             raise DecodeError(f"socket conn event of {avail} bytes, the layout needs {SOCK_CONN_SIZE}")
         _, kind, syscall, ret, ts = _CONN_HEAD.unpack_from(buf, offset)
-        return SockConnEvent(ts, kind, syscall, ret, _sock_id(buf, offset + _CONN_HEAD.size))
+        return SockConnEvent(ts, kind, syscall, ret, sock_id(buf, offset + _CONN_HEAD.size))
     if kind == EV_EXEC or kind == EV_FORK:
         if avail < _EXEC.size:
             raise DecodeError(f"exec event of {avail} bytes, the layout needs {_EXEC.size}")

@@ -80,7 +80,7 @@ def _text(rec: HttpRecord, fields: tuple[str, ...]) -> bytes:
 
 
 class _Context:
-    __slots__ = ("role", "address", "port", "client", "flow", "process", "expires", "hellos")
+    __slots__ = ("role", "address", "port", "client", "flow", "process", "expires", "held")
 
 
 class _Request:
@@ -133,9 +133,13 @@ class HttpLineEncoder:
             return self.general(conn, ex)
         ts = req.ts_start
         sid = conn.id
-        hellos = (conn.client_hello, conn.server_hello) if conn.tls else None
-        key = (conn.role, sid.tgid, sid.cgroup_id, sid.family, sid.laddr, sid.raddr, sid.lport, sid.rport, sid.comm,
-               None if hellos is None else (id(hellos[0]), id(hellos[1])))  # fmt: skip
+        # decode gives one SockId per identity: its id() names it while a context holds it
+        if conn.tls:
+            hellos = (conn.client_hello, conn.server_hello)
+            key = (id(sid), conn.role, id(hellos[0]), id(hellos[1]))
+        else:
+            hellos = None
+            key = (id(sid), conn.role)
         c = self._contexts.get(key)
         if c is None or ts > c.expires:
             c = self._context(conn, key, ts, hellos)
@@ -166,7 +170,7 @@ class HttpLineEncoder:
         c.flow = _text(rec, _FLOW)
         c.process = _text(rec, _PROCESS)
         c.expires = ts + CONTEXT_REFRESH_NS
-        c.hellos = hellos  # kept: their ids are in the key
+        c.held = (conn.id, hellos)  # kept alive while their ids are in the key
         if len(self._contexts) >= CACHE_MAX:
             self._contexts.clear()
         self._contexts[key] = c

@@ -139,9 +139,20 @@ class SocketPipeline(_RingPipeline):
         batch = self._take()
         items = []
         feed = self.streams.feed
+        feed_data = self.streams.feed_data
+        data = batch.data
+        data_head, sock_id = D.SOCK_DATA_HEAD.unpack_from, D.sock_id
         for off, n in batch.records:
+            # a data event, the usual one, is read here: its fields go to the streams as they are
+            if data[off] == D.EV_SOCK_DATA and n >= D.SOCK_DATA_SIZE:
+                _, direction, _, flags, captured, length, ts = data_head(data, off)
+                start = off + D.SOCK_DATA_SIZE
+                if captured <= n - D.SOCK_DATA_SIZE:
+                    items += feed_data(ts, direction, flags, length, sock_id(data, off + D.SOCK_DATA_HEAD.size),
+                                       data[start : start + captured])
+                    continue
             try:
-                ev = D.decode_sock_event(batch.data, off, n)
+                ev = D.decode_sock_event(data, off, n)
             except D.DecodeError as e:
                 self.decode_errors += 1
                 log.debug("undecodable socket event: %s", e)

@@ -7,12 +7,13 @@ that writes a request line or a ClientHello is the client). TLS connections carr
 streams: the handshake records as they crossed the socket (to the hello parser, one
 TlsHandshake item per connection) and the plaintext from the TLS library (to the HTTP
 parser, like any plaintext). Memory is bounded: at most MAX_CONNECTIONS are
-tracked, the least recently active is flushed first, idle ones are flushed after IDLE_NS.
+tracked (when full, the least recently active sixteenth is flushed), idle ones are flushed
+after IDLE_NS.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import heapq
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -79,6 +80,10 @@ class Connection:
 _new_connection = object.__new__
 
 
+def _last_ts(conn: Connection) -> int:
+    return conn.last_ts
+
+
 @dataclass
 class StreamStats:
     connections: int = 0
@@ -108,57 +113,58 @@ class StreamTable:
         self._new_parser = new_parser
         self._new_hello = new_hello_parser
         self._max = max_connections
-        self._conns: OrderedDict[tuple[int, int], Connection] = OrderedDict()
+        self._conns: dict[tuple[int, int], Connection] = {}  # (recency is each one's last_ts)
         self.stats = StreamStats()
 
     def __len__(self) -> int:
         return len(self._conns)
 
     def feed(self, ev: SockDataEvent | SockConnEvent) -> list[tuple[Connection, object]]:
-        sid = ev.id
-        key = (sid.tgid, sid.sock)
         if isinstance(ev, SockConnEvent):
-            return self._conn_event(key, ev)
+            return self._conn_event((ev.id.tgid, ev.id.sock), ev)
+        return self.feed_data(ev.ts_ns, ev.direction, ev.flags, ev.len, ev.id, ev.data)
+
+    def feed_data(self, ts: int, direction: int, flags: int, length: int, sid: SockId, data: bytes
+                  ) -> list[tuple[Connection, object]]:
+        """A SockDataEvent's fields (what pipelines.SocketPipeline reads from the ring without
+        building the event)."""
+        key = (sid.tgid, sid.sock)
         out: list[tuple[Connection, object]] = []
-        conns = self._conns
-        conn = conns.get(key)
+        conn = self._conns.get(key)
         if conn is None:
-            role = _infer_role(ev.direction, ev.data)
+            role = _infer_role(direction, data)
             if role is None:
-                self.stats.unplaced_bytes += ev.len
+                self.stats.unplaced_bytes += length
                 return []
-            conn = self._open(key, sid, ev.ts_ns, role, out)
-        else:
-            conns.move_to_end(key)  # (a new one is already last)
+            conn = self._open(key, sid, ts, role, out)
         conn.id = sid
-        ts = conn.last_ts = ev.ts_ns
+        conn.last_ts = ts
         # requests travel client -> server: what a client writes, what a server reads
-        side = CLIENT if (ev.direction == _EGRESS) == (conn.role == CLIENT) else SERVER
-        flags = ev.flags
+        side = CLIENT if (direction == _EGRESS) == (conn.role == CLIENT) else SERVER
         if flags & SD_TLS_RAW:
-            return out + self._handshake(conn, side, ev, ts)
+            return out + self._handshake(conn, side, data, length, ts)
         parser = conn.parser
         if flags & SD_TLS:
             conn.tls = True
-        data = ev.data
         items = parser.feed(side, data, ts) if data else []  # (a new list each call)
-        missing = ev.len - len(data)
+        missing = length - len(data)
         if missing > 0:
             items += parser.gap(side, missing, ts)
         if not items:
             return out
         return out + self._tag(conn, items)
 
-    def _handshake(self, conn: Connection, side: str, ev: SockDataEvent, ts: int) -> list[tuple[Connection, object]]:
+    def _handshake(self, conn: Connection, side: str, data: bytes, length: int, ts: int
+                   ) -> list[tuple[Connection, object]]:
         if self._new_hello is None or conn.tls_reported:
             return []
         if conn.hello is None:
             conn.hello = self._new_hello()
         found = []
-        if ev.data:
-            found += conn.hello.feed(side, ev.data, ts)
-        if ev.len > len(ev.data):
-            found += conn.hello.gap(side, ev.len - len(ev.data), ts)
+        if data:
+            found += conn.hello.feed(side, data, ts)
+        if length > len(data):
+            found += conn.hello.gap(side, length - len(data), ts)
         self._keep_hellos(conn, found)
         if conn.hello.done:
             return self._tls_report(conn, ts)
@@ -196,9 +202,12 @@ class StreamTable:
 
     def _open(self, key, sid: SockId, ts: int, role: str, out: list) -> Connection:
         if len(self._conns) >= self._max:
-            _, victim = self._conns.popitem(last=False)
-            self.stats.evicted += 1
-            out += self._close(victim, victim.last_ts)
+            # the least recently active sixteenth at once: a full table costs one pass per
+            # max/16 new connections, not one per connection
+            for victim in heapq.nsmallest(max(1, self._max // 16), self._conns.values(), key=_last_ts):
+                del self._conns[(victim.tgid, victim.sock)]
+                self.stats.evicted += 1
+                out += self._close(victim, victim.last_ts)
         conn = Connection(sid.tgid, sid.sock, sid, role, self._new_parser(), ts)
         self._conns[key] = conn
         self.stats.connections += 1
@@ -207,10 +216,9 @@ class StreamTable:
     def flush_idle(self, now_ns: int, idle_ns: int = IDLE_NS) -> list[tuple[Connection, object]]:
         """Close connections silent for idle_ns (their process may have died without close)."""
         out: list[tuple[Connection, object]] = []
-        while self._conns:
-            key, conn = next(iter(self._conns.items()))
-            if now_ns - conn.last_ts < idle_ns:
-                break
+        idle = [(key, conn) for key, conn in self._conns.items() if now_ns - conn.last_ts >= idle_ns]
+        idle.sort(key=lambda kc: kc[1].last_ts)
+        for key, conn in idle:
             del self._conns[key]
             self.stats.idle_flushed += 1
             out += self._close(conn, conn.last_ts)
@@ -218,8 +226,9 @@ class StreamTable:
 
     def close_all(self) -> list[tuple[Connection, object]]:
         out: list[tuple[Connection, object]] = []
-        while self._conns:
-            _, conn = self._conns.popitem(last=False)
+        conns = sorted(self._conns.values(), key=_last_ts)
+        self._conns.clear()
+        for conn in conns:
             out += self._close(conn, conn.last_ts)
         return out
 
