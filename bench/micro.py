@@ -137,16 +137,18 @@ def bench_record() -> None:
 # what nginx reads and writes per request of a keep-alive client (curl-like request, static file)
 L7_REQ = (b"GET /index.html?id=42 HTTP/1.1\r\nHost: 10.0.0.2:8080\r\nUser-Agent: curl/8.5.0\r\n"
           b"Accept: */*\r\nAuthorization: Bearer abc.def\r\n\r\n")
-L7_BODY = b"x" * 615
+L7_BODY = 615  # bytes nginx sends with sendfile (the kernel copies none of them)
 L7_RESP = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 22 Nov 2026 02:24:36 GMT\r\n"
            b"Content-Type: text/html\r\nContent-Length: 615\r\nLast-Modified: Tue, 13 Jun 2023 15:08:10 GMT\r\n"
-           b"Connection: keep-alive\r\nETag: \"64888a1a-267\"\r\nAccept-Ranges: bytes\r\n\r\n") + L7_BODY
+           b"Connection: keep-alive\r\nETag: \"64888a1a-267\"\r\nAccept-Ranges: bytes\r\n\r\n")
 
 
 def l7_events(n: int) -> list:
-    """An accepted keep-alive connection as the socket ring gives it: n requests read, n responses written."""
+    """An accepted keep-alive connection as the socket ring gives it, as nginx serves a static file:
+    n requests read (recvfrom), n response heads written (writev), n bodies sent (sendfile)."""
     import os
 
+    from hdrlog import decode as D
     from hdrlog.decode import CONN_ACCEPT, SockConnEvent, SockDataEvent, SockId
 
     pid = os.getpid()  # a live process: the enrichers find it (and cache it) as they would nginx
@@ -165,7 +167,8 @@ def l7_events(n: int) -> list:
     for i in range(n):
         ts = start + 100_000 * i
         events.append(SockDataEvent(ts, 0, 0, 0, len(L7_REQ), sid(), L7_REQ))
-        events.append(SockDataEvent(ts + 40_000, 1, 20, 0, len(L7_RESP), sid(), L7_RESP))
+        events.append(SockDataEvent(ts + 40_000, 1, 4, 0, len(L7_RESP), sid(), L7_RESP))  # writev: the head
+        events.append(SockDataEvent(ts + 45_000, 1, 9, D.SD_NO_DATA, L7_BODY, sid(), b""))  # sendfile: the body
     return events
 
 

@@ -601,15 +601,14 @@ class Http1Parser:
         """What _whole needs of an accepted head, if it is one it handles: a request without a
         body, or a final response (not 101) framed by Content-Length or by never having a body."""
         cl, te = framing
+        start = self._start_line(s, g)
         if s is self._client:
             if te is not None or (cl is not None and _content_length(cl) != 0):
                 return None
-            return _METHOD_NAMES[g[0]], g[1].decode("latin-1"), "1.1" if g[2] == b"1" else "1.0"
-        status = int(g[1])
-        if status < 200:
+            return start
+        if start[0] < 200:
             return None
-        length = _content_length(cl) if te is None and cl is not None else None
-        return status, g[2].decode("latin-1") if g[2] else "", "1.1" if g[0] == b"1" else "1.0", length
+        return (*start, _content_length(cl) if te is None and cl is not None else None)
 
     def _whole(self, s: _Side, data: bytes, ts: int) -> list | None:
         """The usual syscall, at C speed where it can be: a head seen before (a repeat of one
@@ -648,7 +647,7 @@ class Http1Parser:
             if pending:
                 del pending[0]
             if rest < length:  # the body goes on in the next syscalls
-                self._start(s, slot, g, head, ts, ts)
+                self._start(s, slot, plain[:3], head, ts, ts)
                 s.remaining = length - rest
                 s.body = rest
                 s.state = BODY
@@ -840,7 +839,7 @@ class Http1Parser:
                     s.interim.append(status)
                 return
             slot = self._take_slot()
-        self._start(s, slot, m.groups(), headers, ts_start, None)
+        self._start(s, slot, self._start_line(s, m.groups()), headers, ts_start, None)
         self._finish(s, True, None, None)
         if s is self._server and self._upgrades(slot, status):
             self._upgrade()
@@ -862,7 +861,7 @@ class Http1Parser:
         if slot is None:
             reason = f"over {self.limits.max_pending} pending requests"
             return self._fail(s, reason, ts_start, p + 1, False)
-        self._start(s, slot, g, headers, ts_start, ts_head_end)
+        self._start(s, slot, self._start_line(s, g), headers, ts_start, ts_head_end)
         length, chunked = 0, False
         if err is None:
             cl, te = framing or _framing_fields(head)
@@ -906,7 +905,7 @@ class Http1Parser:
             s.interim.append(status)  # RFC 9110 15.2: interim; the final response follows
             return end
         slot = self._take_slot()
-        self._start(s, slot, g, headers, ts_start, ts_head_end)
+        self._start(s, slot, self._start_line(s, g), headers, ts_start, ts_head_end)
         if err is not None:
             self._finish(s, True, None, None)
             return self._fail(s, err, ts_start, p + 1, False)
@@ -937,9 +936,17 @@ class Http1Parser:
 
     # -- messages and pairing ----------------------------------------------------------------
 
-    def _start(self, s: _Side, slot, g: tuple, headers, ts_start: int, ts_head_end) -> None:
+    def _start_line(self, s: _Side, g: tuple) -> tuple:
+        """A start line's groups as the message's first fields: (method, target, version) or
+        (status, reason, version)."""
+        if s is self._client:
+            return _METHOD_NAMES[g[0]], g[1].decode("latin-1"), "1.1" if g[2] == b"1" else "1.0"
+        return int(g[1]), g[2].decode("latin-1") if g[2] else "", "1.1" if g[0] == b"1" else "1.0"
+
+    def _start(self, s: _Side, slot, start: tuple, headers, ts_start: int, ts_head_end) -> None:
+        """start: the message's first fields (_start_line)."""
         s.slot = slot
-        s.start = g
+        s.start = start
         s.headers = headers
         s.ts_start = ts_start
         s.ts_head_end = ts_head_end
@@ -967,7 +974,7 @@ class Http1Parser:
             # fields in HttpRequest's order: method, target, version, headers, body_size, chunked,
             # truncated, ts_start, ts_head_end, ts_end
             req = HttpRequest(
-                _METHOD_NAMES[a], b.decode("latin-1"), "1.1" if c == b"1" else "1.0", s.headers,
+                a, b, c, s.headers,
                 body_size, s.chunked, truncated, s.ts_start, s.ts_head_end, ts_end,
             )  # fmt: skip
             slot.request = req
@@ -977,7 +984,7 @@ class Http1Parser:
             # status, reason, version, headers, body_size, chunked, truncated, interim, ts_start,
             # ts_head_end, ts_end
             resp = HttpResponse(
-                int(b), c.decode("latin-1") if c else "", "1.1" if a == b"1" else "1.0", s.headers,
+                a, b, c, s.headers,
                 body_size, s.chunked, truncated, s.interim, s.ts_start, s.ts_head_end, ts_end,
             )  # fmt: skip
             s.interim = []  # the response keeps the list
