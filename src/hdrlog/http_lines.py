@@ -79,6 +79,15 @@ def _text(rec: HttpRecord, fields: tuple[str, ...]) -> bytes:
     return line[len(_PREFIX) : -1]
 
 
+def _remember(cache: dict, head: bytes, part):
+    """part, kept for head if head is short enough (a full cache starts over)."""
+    if len(head) <= HEAD_MAX:
+        if len(cache) >= CACHE_MAX:
+            cache.clear()
+        cache[head] = part
+    return part
+
+
 class _Context:
     __slots__ = ("role", "address", "port", "client", "flow", "process", "expires", "held")
 
@@ -187,11 +196,7 @@ class HttpLineEncoder:
         q.version = _text(rec, _VERSION)
         q.agent = _text(rec, _AGENT)
         q.headers = _text(rec, ("request_headers",))
-        if len(head) <= HEAD_MAX:
-            if len(self._requests) >= CACHE_MAX:
-                self._requests.clear()
-            self._requests[head] = q
-        return q
+        return _remember(self._requests, head, q)
 
     def _response(self, resp, head: bytes) -> _Response | None:
         rec = self._process(self.recorder.response(resp))
@@ -200,8 +205,4 @@ class HttpLineEncoder:
         s = _Response()
         s.status = _text(rec, _STATUS)
         s.headers = _text(rec, ("response_headers",))
-        if len(head) <= HEAD_MAX:
-            if len(self._responses) >= CACHE_MAX:
-                self._responses.clear()
-            self._responses[head] = s
-        return s
+        return _remember(self._responses, head, s)
