@@ -840,6 +840,10 @@ def tables(data: dict, details: bool) -> list[str]:
         out += [f"- {r['phase']} {r['observer']}: " + ", ".join(f"{k} {v:.0f}" for k, v in
                                                                sorted(r["bpf_ns_per_event"].items()))
                 for r in bpf] + [""]
+    if data.get("micro"):
+        out += ["### Micro-benchmarks", "",
+                "`bench/micro.py`, after the load phases: user-space hot paths on one core, best of three.", "",
+                "```", *data["micro"], "```", ""]
     if details and data.get("failures"):
         out += ["Observer failures (the row stops at the first one; stderr's last lines):", ""]
         for f in data["failures"]:
@@ -934,6 +938,7 @@ def main() -> int:
     ap.add_argument("--observers", default=",".join(o.name for o in OBSERVERS))
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 pairs of 3 s")
     ap.add_argument("--readme", action="store_true", help="after the run, rewrite README.md's benchmark section")
+    ap.add_argument("--micro", action="store_true", help="after the load phases, run bench/micro.py into the report")
     ap.add_argument("--readme-from", metavar="JSON", type=Path,
                     help="only rewrite README.md's benchmark section from this results JSON")
     args = ap.parse_args()
@@ -1013,6 +1018,13 @@ def main() -> int:
         print("interrupted: cleaning up, writing what was measured", file=sys.stderr)
     finally:
         b.teardown()
+    micro = None
+    if args.micro and not interrupted:
+        out = subprocess.run([sys.executable, str(ROOT / "bench" / "micro.py")], capture_output=True, text=True,
+                             timeout=1800)
+        micro = [ln for ln in out.stdout.splitlines() if ln.strip()]
+        if out.returncode:
+            notes.append(f"bench/micro.py failed ({out.returncode}): {out.stderr.strip().splitlines()[-1:]}")
     m = machine()
     m["wall_s"] = round(time.monotonic() - t_start, 1)
     m["phase_wall_s"] = phase_wall
@@ -1020,7 +1032,8 @@ def main() -> int:
         notes.append("interrupted: the tables hold what was measured before the interruption.")
     rows = [row for p in phases for row in summarize(runs, [o.name for o in plan[p]], p, status[p])]
     data = {"machine": m, "args": vars(args) | {"readme_from": None}, "fixed_rate": b.rate if "fixed" in phases else None,
-            "calibration": b.calibration, "notes": notes, "failures": failures, "rows": rows, "runs": [asdict(r) for r in runs]}
+            "calibration": b.calibration, "notes": notes, "failures": failures, "rows": rows, "micro": micro,
+            "runs": [asdict(r) for r in runs]}
     md = markdown(data)
     json_path = RESULTS / f"{stamp}.json"
     (RESULTS / f"{stamp}.md").write_text(md)
