@@ -143,9 +143,10 @@ L7_RESP = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 22 Nov 2026 0
            b"Connection: keep-alive\r\nETag: \"64888a1a-267\"\r\nAccept-Ranges: bytes\r\n\r\n")
 
 
-def l7_events(n: int) -> list:
+def l7_events(n: int, unique: bool = False) -> list:
     """An accepted keep-alive connection as the socket ring gives it, as nginx serves a static file:
-    n requests read (recvfrom), n response heads written (writev), n bodies sent (sendfile)."""
+    n requests read (recvfrom), n response heads written (writev), n bodies sent (sendfile).
+    unique: every request head differs (its target), so none is a repeat the parser remembers."""
     import os
 
     from hdrlog import decode as D
@@ -166,7 +167,8 @@ def l7_events(n: int) -> list:
     events = [SockConnEvent(start, CONN_ACCEPT, 43, 7, sid())]
     for i in range(n):
         ts = start + 100_000 * i
-        events.append(SockDataEvent(ts, 0, 0, 0, len(L7_REQ), sid(), L7_REQ))
+        req = L7_REQ.replace(b"id=42", b"id=%d" % i) if unique else L7_REQ
+        events.append(SockDataEvent(ts, 0, 0, 0, len(req), sid(), req))
         events.append(SockDataEvent(ts + 40_000, 1, 4, 0, len(L7_RESP), sid(), L7_RESP))  # writev: the head
         events.append(SockDataEvent(ts + 45_000, 1, 9, D.SD_NO_DATA, L7_BODY, sid(), b""))  # sendfile: the body
     return events
@@ -206,7 +208,7 @@ class _Ring:
         return self.batches[self.i - 1]
 
 
-def bench_l7() -> None:
+def bench_l7(unique: bool = False) -> None:
     """Socket events of one keep-alive connection, as ring batches -> SocketPipeline.drain() (decode,
     streams, HTTP/1 parser, records with enrichment and redaction as agent.py sets them up) -> NDJSON
     bytes, as sinks.NdjsonSink writes them."""
@@ -222,7 +224,7 @@ def bench_l7() -> None:
     from hdrlog.stitch.streams import StreamTable
 
     batches = []
-    events = [_ring_bytes(ev) for ev in l7_events(N_HTTP)]
+    events = [_ring_bytes(ev) for ev in l7_events(N_HTTP, unique)]
     for i in range(0, len(events), 256):  # a drain's batch
         chunk = events[i : i + 256]
         offsets, sizes, off = [], [], 0
@@ -256,10 +258,12 @@ def bench_l7() -> None:
 
     t = best(run)
     assert records and b"[REDACTED]" in out[0], "the bench must produce redacted records"
-    print(f"l7       events->NDJSON:     {N_HTTP / t / 1e3:6.1f} k exchanges/s ({t / N_HTTP * 1e6:5.2f} us each)")
+    name = "l7-unique events->NDJSON:" if unique else "l7       events->NDJSON:    "
+    print(f"{name} {N_HTTP / t / 1e3:6.1f} k exchanges/s ({t / N_HTTP * 1e6:5.2f} us each)")
 
 
-BENCHES = {"ring": bench_ring, "packet": bench_packet, "http": bench_http, "record": bench_record, "l7": bench_l7}
+BENCHES = {"ring": bench_ring, "packet": bench_packet, "http": bench_http, "record": bench_record, "l7": bench_l7,
+           "l7-unique": lambda: bench_l7(unique=True)}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(BENCHES)

@@ -9,7 +9,9 @@ the same recorder, processors and encoder the record would go through, and cache
 
     context   per connection identity, made again after CONTEXT_REFRESH_NS (the enrichers'
               own staleness bound: a process may exec)
-    request   per request head bytes (heads of at most HEAD_MAX bytes are remembered)
+    request   per request head bytes (heads of at most HEAD_MAX bytes are remembered); a head
+              not seen before from its request line's part and its field lines' part, each
+              cached on its own (other targets, the same fields)
     response  per response head bytes
 
 The processors (enrichment, redaction) must be field-local: what they do to a field depends
@@ -29,7 +31,7 @@ import msgspec
 from hdrlog.clock import Clock
 from hdrlog.l7_records import HttpRecorder
 from hdrlog.protocols.http1 import HttpExchange, accepted_head
-from hdrlog.records import HttpRecord, Record, json_form
+from hdrlog.records import HttpRecord, Record
 from hdrlog.stitch.streams import Connection
 
 __all__ = ["HttpLineEncoder", "CONTEXT_REFRESH_NS", "HEAD_MAX", "CACHE_MAX"]
@@ -42,7 +44,6 @@ CACHE_MAX = 4096  # entries per cache; when full it starts over (under ~20 MiB i
 
 _ENC = msgspec.json.Encoder()
 _NAMES = {f.name: f.encode_name for f in msgspec.structs.fields(HttpRecord)}
-_PREFIX = b'{"ts":"","type":"http"'
 
 
 def _key(field: str) -> bytes:
@@ -66,17 +67,28 @@ _AGENT = ("user_agent",)
 _FLOW = ("community_id", "network_type", "transport", "tls", "tls_server_name", "tls_version", "tls_cipher",
          "tls_next_protocol", "pid")  # fmt: skip
 _PROCESS = ("executable_name", "executable_path", "command_line", "cgroup_id", "container_id", "container_runtime")
-_EMPTY = HttpRecord(ts="", type="http")
+
+
+_MEMBER = {f: _key(f) for f in _NAMES}
+_FLAT = {"request_headers": b',"http.request.header.', "response_headers": b',"http.response.header.'}
 
 
 def _text(rec: HttpRecord, fields: tuple[str, ...]) -> bytes:
-    """The JSON members (each with a leading comma) rec's `fields` are written as."""
-    part = msgspec.structs.replace(_EMPTY, **{f: getattr(rec, f) for f in fields})
-    raw = json_form(part)
-    line = raw if isinstance(raw, msgspec.Raw) else _ENC.encode(raw)
-    line = bytes(line)
-    assert line.startswith(_PREFIX) and line.endswith(b"}")
-    return line[len(_PREFIX) : -1]
+    """The JSON members (each with a leading comma) rec's `fields` are written as: what msgspec
+    writes for the record (None left out; a header map flattened, as json_form does), member by
+    member (tests/unit/test_http_lines.py holds them to the same bytes)."""
+    out = []
+    for f in fields:
+        v = getattr(rec, f)
+        if v is None:
+            continue
+        flat = _FLAT.get(f)
+        if flat is None:
+            out.append(_MEMBER[f] + _ENC.encode(v))
+        else:
+            for name, values in v.items():
+                out.append(flat + _ENC.encode(name)[1:] + b":" + _ENC.encode(values))
+    return b"".join(out)
 
 
 def _remember(cache: dict, head: bytes, part):
@@ -109,6 +121,8 @@ class HttpLineEncoder:
         self.processors = processors
         self._contexts: dict[tuple, _Context] = {}
         self._requests: dict[bytes, _Request] = {}
+        self._targets: dict[tuple, tuple[bytes, bytes]] = {}  # request line -> its parts
+        self._fields: dict[bytes, tuple] = {}  # a request's field lines -> their parts
         self._responses: dict[bytes, _Response] = {}
         self._second = None
         self._second_text = b""
@@ -186,16 +200,30 @@ class HttpLineEncoder:
         return c
 
     def _request(self, req, head: bytes) -> _Request | None:
-        rec = self._process(self.recorder.request(req))
-        if rec is None:
-            return None
+        """A head not seen whole before: its request line and its field lines are parts of their
+        own (a client asks for other targets with the same fields)."""
+        line = (req.method, req.target, req.version)
+        target = self._targets.get(line)
+        if target is None:
+            rec = self._process(self.recorder.request_line(req))
+            if rec is None:
+                return None
+            target = (_text(rec, _TARGET), _text(rec, _VERSION))
+            if len(self._targets) >= CACHE_MAX:
+                self._targets.clear()
+            self._targets[line] = target
+        block = head[head.find(b"\n") + 1 :]
+        fields = self._fields.get(block)
+        if fields is None:
+            rec = self._process(self.recorder.request_fields(req))
+            if rec is None:
+                return None
+            fields = (_text(rec, ("server_address",)), _text(rec, ("server_port",)), _text(rec, _AGENT),
+                      _text(rec, ("request_headers",)))
+            _remember(self._fields, block, fields)
         q = _Request()
-        q.target = _text(rec, _TARGET)
-        q.address = _text(rec, ("server_address",))
-        q.port = _text(rec, ("server_port",))
-        q.version = _text(rec, _VERSION)
-        q.agent = _text(rec, _AGENT)
-        q.headers = _text(rec, ("request_headers",))
+        q.target, q.version = target
+        q.address, q.port, q.agent, q.headers = fields
         return _remember(self._requests, head, q)
 
     def _response(self, resp, head: bytes) -> _Response | None:

@@ -260,9 +260,17 @@ class HttpRecorder:
 
     def request(self, req) -> dict:
         """The fields a request's head gives its record (what its start line and fields say)."""
-        f: dict = {"protocol_version": req.version}
+        return self.request_line(req) | self.request_fields(req)
+
+    def request_line(self, req) -> dict:
+        """The fields a request line gives: method, target, version."""
+        f: dict = {"protocol_version": req.version, "method": req.method}
         f["url_path"], f["url_query"] = _split_target(req.target)
-        f["method"] = req.method
+        return f
+
+    def request_fields(self, req) -> dict:
+        """The fields a request's header fields give: the chosen ones, User-Agent, Host."""
+        f: dict = {}
         f["request_headers"], f["user_agent"], host = self._request_fields(req)
         if host:
             hosts = self._hosts
