@@ -10,6 +10,8 @@ http:    HTTP/1 keep-alive GET/200 exchanges through the sans-IO parser
 record:  HttpRecord JSON encoding (with the flattened headers)
 l7:      ring batches of a keep-alive connection's socket events to NDJSON: decode, streams, parser,
          records, processors, JSON (SocketPipeline.drain, as the agent runs it)
+l7-unique: the same with every request head different (none is a repeat the parser or the
+         record encoder remembers: the cost of new heads)
 
 Each number is the best of three runs; the machine is shared, so compare runs made side by side.
 """
