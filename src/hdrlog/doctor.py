@@ -100,7 +100,9 @@ def _load_sockets() -> list[Check]:
     try:
         cap = SocketCapture.load(ring_size=1 << 16)
     except (BpfError, OSError) as e:
-        return out + [Check("socket program", False, f"does not load: {e}", "see `hdrlog -vv doctor` for the log")]
+        return out + [Check("socket program", False, f"does not load: {e}",
+                            "HTTP logging needs Linux 6.2+ (task storage, bpf_rdonly_cast, tp_btf); "
+                            "see `hdrlog -vv doctor` for the verifier's log")]
     from hdrlog.capture.tls_libs import TlsProbes
 
     with cap:
@@ -144,7 +146,8 @@ def _load() -> list[Check]:
         checks.append(Check("flows", True, "the packet program with --flows loads and passes the verifier"))
     except (BpfError, OSError) as e:
         checks.append(Check("flows", False, f"the packet program with --flows does not load: {e}",
-                            "see `hdrlog -vv doctor` for the log; run without --flows", required=False))
+                            "flows need Linux 5.14+ (lookup-and-delete on a hash map); see `hdrlog -vv doctor` for "
+                            "the log; run without --flows", required=False))
     return checks
 
 
