@@ -22,7 +22,8 @@ from hdrlog.flows import FlowReader, FlowRecorder
 from hdrlog.l7_records import HeaderSelection, HttpRecorder, TlsRecorder
 from hdrlog.interfaces import ifindex, up_interfaces
 from hdrlog.packets import PacketEncoder
-from hdrlog.pipelines import PacketPipeline, Processor, SocketPipeline
+from hdrlog.pipelines import PacketPipeline, SocketPipeline
+from hdrlog.records import Processor
 from hdrlog.capture.tls_libs import TlsProbes
 from hdrlog.protocols.http1 import Http1Parser
 from hdrlog.protocols.tls_hello import HelloParser

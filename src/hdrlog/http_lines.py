@@ -24,19 +24,15 @@ returns the record. tests/unit/test_http_lines.py checks both ways give the same
 
 from __future__ import annotations
 
-from typing import Callable
-
 import msgspec
 
 from hdrlog.clock import Clock
 from hdrlog.l7_records import HttpRecorder
 from hdrlog.protocols.http1 import HttpExchange, accepted_head
-from hdrlog.records import HttpRecord, Record
+from hdrlog.records import FLAT_HEADERS, HttpRecord, Processor, Record, processed
 from hdrlog.stitch.streams import Connection
 
 __all__ = ["HttpLineEncoder", "CONTEXT_REFRESH_NS", "HEAD_MAX", "CACHE_MAX"]
-
-Processor = Callable[[Record], "Record | None"]
 
 CONTEXT_REFRESH_NS = 1_000_000_000  # as enrich.process.REVALIDATE_SECONDS
 HEAD_MAX = 2048  # longer heads (cookies, tokens) are rarely repeated: encoded, not remembered
@@ -57,7 +53,7 @@ _LINE = (
     + _key("duration") + b"%d" + _key("time_to_headers") + b"%d"
     + b"%b" + _key("tid") + b"%d%b%b%b}"
 )  # fmt: skip
-# the parts, as slices of a record's field names (their text is cut out of a record of those)
+# the parts' fields (each part's text is these fields' members, in this order)
 _ROLE = ("role",)
 _TARGET = ("method", "url_path", "url_query")
 _CLIENT = ("client_address", "client_port")
@@ -70,7 +66,7 @@ _PROCESS = ("executable_name", "executable_path", "command_line", "cgroup_id", "
 
 
 _MEMBER = {f: _key(f) for f in _NAMES}
-_FLAT = {"request_headers": b',"http.request.header.', "response_headers": b',"http.response.header.'}
+_FLAT = {f: b',"' + prefix.encode() for f, prefix in FLAT_HEADERS.items()}
 
 
 def _text(rec: HttpRecord, fields: tuple[str, ...]) -> bytes:
@@ -91,13 +87,17 @@ def _text(rec: HttpRecord, fields: tuple[str, ...]) -> bytes:
     return b"".join(out)
 
 
-def _remember(cache: dict, head: bytes, part):
-    """part, kept for head if head is short enough (a full cache starts over)."""
-    if len(head) <= HEAD_MAX:
-        if len(cache) >= CACHE_MAX:
-            cache.clear()
-        cache[head] = part
+def _put(cache: dict, key, part):
+    """part, kept for key (a full cache starts over)."""
+    if len(cache) >= CACHE_MAX:
+        cache.clear()
+    cache[key] = part
     return part
+
+
+def _remember(cache: dict, head: bytes, part):
+    """part, kept for head if head is short enough to be seen again."""
+    return _put(cache, head, part) if len(head) <= HEAD_MAX else part
 
 
 class _Context:
@@ -128,21 +128,12 @@ class HttpLineEncoder:
         self._second_text = b""
 
     def _process(self, fields: dict) -> HttpRecord | None:
-        rec: Record | None = HttpRecord(ts="", type="http", **fields)
-        for proc in self.processors:
-            if rec is None:
-                return None
-            rec = proc(rec)
-        return rec  # type: ignore[return-value]
+        """A record of one part's fields alone, through the processors."""
+        return processed(HttpRecord(ts="", type="http", **fields), self.processors)  # type: ignore[return-value]
 
     def general(self, conn: Connection, ex: HttpExchange) -> Record | None:
         """The record, the general way."""
-        rec: Record | None = self.recorder.record(conn, ex)
-        for proc in self.processors:
-            if rec is None:
-                break
-            rec = proc(rec)
-        return rec
+        return processed(self.recorder.record(conn, ex), self.processors)
 
     def encode(self, conn: Connection, ex: HttpExchange) -> bytes | Record | None:
         req, resp = ex.request, ex.response
@@ -194,10 +185,7 @@ class HttpLineEncoder:
         c.process = _text(rec, _PROCESS)
         c.expires = ts + CONTEXT_REFRESH_NS
         c.held = (conn.id, hellos)  # kept alive while their ids are in the key
-        if len(self._contexts) >= CACHE_MAX:
-            self._contexts.clear()
-        self._contexts[key] = c
-        return c
+        return _put(self._contexts, key, c)
 
     def _request(self, req, head: bytes) -> _Request | None:
         """A head not seen whole before: its request line and its field lines are parts of their
@@ -208,10 +196,7 @@ class HttpLineEncoder:
             rec = self._process(self.recorder.request_line(req))
             if rec is None:
                 return None
-            target = (_text(rec, _TARGET), _text(rec, _VERSION))
-            if len(self._targets) >= CACHE_MAX:
-                self._targets.clear()
-            self._targets[line] = target
+            target = _put(self._targets, line, (_text(rec, _TARGET), _text(rec, _VERSION)))
         block = head[head.find(b"\n") + 1 :]
         fields = self._fields.get(block)
         if fields is None:

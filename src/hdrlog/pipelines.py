@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
 
 from hdrlog import decode as D
 from hdrlog.bpf import Batch
@@ -24,14 +23,12 @@ from hdrlog.http_lines import HttpLineEncoder
 from hdrlog.l7_records import HttpRecorder, TlsRecorder
 from hdrlog.packets import PacketEncoder
 from hdrlog.protocols.http1 import ParseFailure
-from hdrlog.records import Record
+from hdrlog.records import Processor, Record, processed
 from hdrlog.stitch.streams import StreamTable, TlsHandshake
 
-__all__ = ["PacketPipeline", "SocketPipeline", "Processor"]
+__all__ = ["PacketPipeline", "SocketPipeline"]
 
 log = logging.getLogger("hdrlog.pipeline")
-
-Processor = Callable[[Record], "Record | None"]
 
 # Bytes of events taken from a ring per drain() call: what is in memory at once (events,
 # records, their JSON) stays near this, however far behind the reader is. Callers call
@@ -120,17 +117,10 @@ class SocketPipeline(_RingPipeline):
                 self.handshakes += 1
                 if self.tls_recorder is None:
                     continue
-                rec: Record | None = self.tls_recorder.record(conn, item)
+                rec = processed(self.tls_recorder.record(conn, item), self.processors)
             else:
                 self.exchanges += 1
-                line = encode(conn, item)  # (with the processors applied)
-                if line is not None:
-                    out.append(line)
-                continue
-            for proc in self.processors:
-                if rec is None:
-                    break
-                rec = proc(rec)
+                rec = encode(conn, item)  # a line, or a record (processed either way)
             if rec is not None:
                 out.append(rec)
         return out

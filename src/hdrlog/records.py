@@ -9,11 +9,12 @@ than was seen. docs/records.md is generated from the `doc` of each field
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import msgspec
 
-__all__ = ["Record", "PacketRecord", "HttpRecord", "TlsRecord", "COMMON_DOCS", "field_docs", "to_builtins", "json_form"]
+__all__ = ["Record", "PacketRecord", "HttpRecord", "TlsRecord", "COMMON_DOCS", "field_docs", "to_builtins", "json_form",
+           "FLAT_HEADERS", "Processor", "processed"]
 
 
 def _f(name: str, doc: str) -> Any:
@@ -242,11 +243,16 @@ def field_docs() -> dict[str, list[tuple[str, str]]]:
     return {k: list(v) for k, v in _DOCS.items()}
 
 
+# HttpRecord's header maps are written flat, one member per header: field -> member name prefix
+FLAT_HEADERS = {"request_headers": "http.request.header.", "response_headers": "http.response.header."}
+_HEADER_MAPS = {f.encode_name: FLAT_HEADERS[f.name] for f in msgspec.structs.fields(HttpRecord) if f.name in FLAT_HEADERS}
+
+
 def to_builtins(record: Record) -> dict:
     """The record as the JSON object it is written as (header maps flattened)."""
     obj = msgspec.to_builtins(record)
     if isinstance(record, HttpRecord):
-        for key, prefix in (("http.request.header.<name>", "http.request.header."), ("http.response.header.<name>", "http.response.header.")):
+        for key, prefix in _HEADER_MAPS.items():
             headers = obj.pop(key, None)
             if headers:
                 for name, values in headers.items():
@@ -255,8 +261,6 @@ def to_builtins(record: Record) -> dict:
 
 
 _ENCODER = msgspec.json.Encoder()
-_REQUEST_HEADER = "http.request.header."
-_RESPONSE_HEADER = "http.response.header."
 
 
 def json_form(record: Record):
@@ -270,16 +274,28 @@ def json_form(record: Record):
         return record
     body = _ENCODER.encode(msgspec.structs.replace(record, request_headers=None, response_headers=None))
     flat = {}
-    if request:
-        for name, values in request.items():
-            flat[_REQUEST_HEADER + name] = values
-    if response:
-        for name, values in response.items():
-            flat[_RESPONSE_HEADER + name] = values
+    for headers, prefix in ((request, FLAT_HEADERS["request_headers"]), (response, FLAT_HEADERS["response_headers"])):
+        if headers:
+            for name, values in headers.items():
+                flat[prefix + name] = values
     if not flat:
         return msgspec.Raw(body)
     return msgspec.Raw(body[:-1] + b"," + _ENCODER.encode(flat)[1:])  # '{...' + ',' + '...}'
 
+
+
+# A pipeline step after the recorders (enrichment, redaction): a record in, a record (or None:
+# dropped) out. http_lines relies on them being field-local (see there).
+Processor = Callable[[Record], "Record | None"]
+
+
+def processed(rec: Record | None, processors: list[Processor]) -> Record | None:
+    """rec after each processor in turn (None once one drops it)."""
+    for proc in processors:
+        if rec is None:
+            return None
+        rec = proc(rec)
+    return rec
 
 
 def markdown_reference() -> str:

@@ -3,6 +3,7 @@ JSON encoder), first time and from its caches, for every shape of exchange and c
 
 from __future__ import annotations
 
+import functools
 import os
 from types import SimpleNamespace
 
@@ -49,7 +50,9 @@ EXCHANGES = [
 ]
 
 
+@functools.cache
 def sid(family: int, local: bytes, remote: bytes, tid: int) -> SockId:
+    """One object per identity, as decode.sock_id gives them (the encoder's contexts key on it)."""
     pid = os.getpid()  # a live process: the enrichers find it
     cgroup = os.stat("/sys/fs/cgroup").st_ino if os.path.exists("/sys/fs/cgroup") else 1
     return SockId(0xFFFF8881, cgroup, pid, tid, 7, 4026531840, family, 8080, 40000, 6, local, remote,
@@ -137,20 +140,21 @@ def test_tls_connections_carry_their_handshake():
     assert msgspec.json.decode(enc.encode(*items[0]))["tls.client.server_name"] == "other.example"
 
 
-def test_context_is_made_again_after_the_refresh_interval():
-    """Enrichment is asked again (a process may exec): the context's text is not kept forever."""
-    calls = []
+def test_context_is_made_once_then_again_after_the_refresh_interval():
+    """A connection's context goes through the processors once per identity (a thread), and again
+    once it is CONTEXT_REFRESH_NS old (enrichment is asked again: a process may exec)."""
+    made = []
 
     def count(rec):
-        if rec.pid is not None:
-            calls.append(rec.pid)
+        if rec.pid is not None and rec.method is None and rec.status_code is None:  # a context alone
+            made.append(rec.pid)
         return rec
 
-    enc = encoder(processors=[count])
-    check(enc, exchanges(repeat=1))
-    first = len(calls)
-    check(enc, exchanges(repeat=1, gap_ns=CONTEXT_REFRESH_NS))
-    assert len(calls) > first + len(EXCHANGES)  # the general way's calls plus fresh contexts
+    fast = check(encoder(processors=[count]), exchanges(repeat=2))  # threads 5 and 6
+    assert fast == 2 * (len(EXCHANGES) - 1) and len(made) == 2
+    made.clear()
+    fast = check(encoder(processors=[count]), exchanges(repeat=1, gap_ns=CONTEXT_REFRESH_NS))
+    assert fast == len(EXCHANGES) - 1 and len(made) == fast  # every exchange over a second after the last
 
 
 def test_a_processor_that_drops_a_part_sends_the_exchange_the_general_way():

@@ -28,6 +28,7 @@ from typing import Callable
 
 from hdrlog.bpf import BpfError, Link
 from hdrlog.bpf.links import close_all
+from hdrlog.enrich.process import comm_and_start
 
 __all__ = ["TlsLibrary", "TlsProbes", "PROBES", "find_system_libraries"]
 
@@ -51,14 +52,9 @@ _LIB_NAMES = ("libssl.so",)
 
 
 def _start_time(pid: int) -> bytes | None:
-    """A process's start time (stat field 22): a reused pid has another."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2 :].split()
-    return fields[19] if len(fields) > 19 else None
+    """A process's start time (a reused pid has another); None if it is gone."""
+    found = comm_and_start(pid)
+    return None if found is None else found[1]
 
 
 @dataclass
@@ -244,13 +240,8 @@ class TlsProbes:
                 if not explicit and not _links_openssl_statically(path):
                     self.skipped[key] = f"{shown}: not OpenSSL"
                     continue
-            lib = TlsLibrary(path=path, shown=shown, kind=kind)
-            missing = self._attach(lib, pid)
-            if not lib.links or missing:
-                for link in lib.links:
-                    link.close()
-                self.skipped[key] = f"{shown}: no {', '.join(missing)}"
-                log.debug("TLS: not probing %s: lacks %s", shown, ", ".join(missing))
+            lib = self._probe(key, path, shown, kind, pid=pid)
+            if lib is None:
                 continue
             if proc is None:
                 proc = self.processes[pid] = _Process(start)
@@ -276,16 +267,23 @@ class TlsProbes:
         key = (st.st_dev, st.st_ino)
         if key in self.libraries or key in self.skipped:
             return
-        lib = TlsLibrary(path=path, shown=shown, kind=kind)
-        missing = self._attach(lib)
-        if lib.links and not missing:
+        lib = self._probe(key, path, shown, kind, explicit=explicit)
+        if lib is not None:
             self.libraries[key] = lib
             log.info("TLS: probing %s (%s: %s)", shown, kind, ", ".join(lib.symbols))
-        else:
-            for link in lib.links:
-                link.close()
-            self.skipped[key] = f"{shown}: no {', '.join(missing)}"
-            (log.warning if explicit else log.debug)("TLS: not probing %s: lacks %s", shown, ", ".join(missing))
+
+    def _probe(self, key: tuple[int, int], path: str, shown: str, kind: str, *, pid: int = -1,
+               explicit: bool = False) -> TlsLibrary | None:
+        """The file with its probes attached (for one process, or all: pid -1), or None: it
+        lacks a required symbol, noted in `skipped`."""
+        lib = TlsLibrary(path=path, shown=shown, kind=kind)
+        missing = self._attach(lib, pid)
+        if lib.links and not missing:
+            return lib
+        close_all(lib.links)
+        self.skipped[key] = f"{shown}: no {', '.join(missing)}"
+        (log.warning if explicit else log.debug)("TLS: not probing %s: lacks %s", shown, ", ".join(missing))
+        return None
 
     def _attach(self, lib: TlsLibrary, pid: int = -1) -> list[str]:
         """Attach every probe whose symbol the file has (for one process, or all: pid -1);

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["ProcessInfo", "ProcessCache", "MAX_PROCESSES", "REVALIDATE_SECONDS", "GONE_SECONDS"]
+__all__ = ["ProcessInfo", "ProcessCache", "MAX_PROCESSES", "REVALIDATE_SECONDS", "GONE_SECONDS", "comm_and_start"]
 
 MAX_PROCESSES = 4096  # pids remembered (LRU); a busy host has a few hundred talking processes
 REVALIDATE_SECONDS = 1.0  # how stale a cached pid may be before its start time is checked
@@ -86,17 +86,9 @@ class ProcessCache:
         return info
 
     def _identity(self, pid: int) -> bytes | None:
-        """comm and start time (stat fields 2 and 22): they change on pid reuse and on exec."""
-        data = _read_bytes(f"{self._proc}/{pid}/stat", _STAT_BYTES)
-        if not data:
-            return None
-        close = data.rfind(b")")  # comm may itself contain ") "
-        if close < 0:
-            return None
-        fields = data[close + 2 :].split()
-        if len(fields) < 20:
-            return None
-        return data[: close + 1] + b" " + fields[19]  # fields[0] is field 3 (state)
+        """comm and start time: they change on pid reuse and on exec."""
+        found = comm_and_start(pid, self._proc)
+        return None if found is None else found[0] + b" " + found[1]
 
     def _read(self, pid: int) -> ProcessInfo | None:
         base = f"{self._proc}/{pid}"
@@ -110,6 +102,19 @@ class ProcessCache:
         if exe is None and command_line is None:
             return None
         return ProcessInfo(exe, command_line)
+
+
+def comm_and_start(pid: int, proc: str = "/proc") -> tuple[bytes, bytes] | None:
+    """A process's stat fields 2 and 22: "(comm)" and its start time (a reused pid has another);
+    None if it is not there."""
+    data = _read_bytes(f"{proc}/{pid}/stat", _STAT_BYTES)
+    close = data.rfind(b")")  # comm may itself contain ") "
+    if close < 0:
+        return None
+    fields = data[close + 2 :].split()
+    if len(fields) < 20:
+        return None
+    return data[: close + 1], fields[19]  # fields[0] is field 3 (state)
 
 
 def _read_bytes(path: str, limit: int) -> bytes:

@@ -828,8 +828,9 @@ class Http1Parser:
             return  # the start line itself was not seen whole: nothing to report
         headers = self._fields_before_error(s, bytes(w[p:upto]) + b"\r\n")
         ts_start = self._ts(s, p)
+        start = self._start_line(s, m.groups())
         if s is self._client:
-            slot = self._new_slot(_METHOD_NAMES.get(m[1]) or m[1].decode())
+            slot = self._new_slot(start[0])
             if slot is None:
                 return
         else:
@@ -839,7 +840,7 @@ class Http1Parser:
                     s.interim.append(status)
                 return
             slot = self._take_slot()
-        self._start(s, slot, self._start_line(s, m.groups()), headers, ts_start, None)
+        self._start(s, slot, start, headers, ts_start, None)
         self._finish(s, True, None, None)
         if s is self._server and self._upgrades(slot, status):
             self._upgrade()
@@ -857,11 +858,12 @@ class Http1Parser:
         end: int,
         framing: tuple | None,
     ) -> int:
-        slot = self._new_slot(_METHOD_NAMES[g[0]])
+        start = self._start_line(s, g)
+        slot = self._new_slot(start[0])
         if slot is None:
             reason = f"over {self.limits.max_pending} pending requests"
             return self._fail(s, reason, ts_start, p + 1, False)
-        self._start(s, slot, self._start_line(s, g), headers, ts_start, ts_head_end)
+        self._start(s, slot, start, headers, ts_start, ts_head_end)
         length, chunked = 0, False
         if err is None:
             cl, te = framing or _framing_fields(head)

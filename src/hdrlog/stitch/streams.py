@@ -80,6 +80,14 @@ class Connection:
 _new_connection = object.__new__
 
 
+def _feed(parser: Parser, side: str, data: bytes, length: int, ts: int) -> list:
+    """What a syscall's copied bytes and then the rest it moved (a gap) give a parser."""
+    items = parser.feed(side, data, ts) if data else []  # (a new list each call)
+    if length > len(data):
+        items += parser.gap(side, length - len(data), ts)
+    return items
+
+
 def _last_ts(conn: Connection) -> int:
     return conn.last_ts
 
@@ -146,10 +154,7 @@ class StreamTable:
         parser = conn.parser
         if flags & SD_TLS:
             conn.tls = True
-        items = parser.feed(side, data, ts) if data else []  # (a new list each call)
-        missing = length - len(data)
-        if missing > 0:
-            items += parser.gap(side, missing, ts)
+        items = _feed(parser, side, data, length, ts)
         if not items:
             return out
         return out + self._tag(conn, items)
@@ -160,11 +165,7 @@ class StreamTable:
             return []
         if conn.hello is None:
             conn.hello = self._new_hello()
-        found = []
-        if data:
-            found += conn.hello.feed(side, data, ts)
-        if length > len(data):
-            found += conn.hello.gap(side, length - len(data), ts)
+        found = _feed(conn.hello, side, data, length, ts)
         self._keep_hellos(conn, found)
         if conn.hello.done:
             return self._tls_report(conn, ts)
