@@ -14,11 +14,13 @@ also on an error, Ctrl-C or SIGTERM, and kernel.bpf_stats_enabled is restored.
 
 Phases (--phase saturation|fixed|both, default both):
     saturation  `wrk -t2 -c50 -d<S>s --latency` (as fast as nginx answers), every observer
-    fixed       `hey -z <S>s -c 50 -q <rate/50> -o csv` (keep-alive, --rate requests/s in all,
-                default 10,000), observers none and the hdrlog rows. A calibration run with no
-                observer checks that hey reaches the rate; if it does not, the phase runs at the
-                highest rate it sustains and says so. Latencies come from hey's per-request CSV
-                (hey prints them to 0.1 ms).
+    fixed       `h2load --h1 -t1 -c50 --rps=<rate/50> -D <S> --log-file=...` (keep-alive HTTP/1.1,
+                --rate requests/s in all, default 10,000), observers none and the hdrlog rows. A
+                calibration run with no observer checks that h2load reaches the rate; if it does
+                not, the phase runs at the highest rate it sustains and says so. Latencies come
+                from h2load's per-request log, in microseconds. h2load keeps one request in flight
+                per HTTP/1.1 connection, so a request delayed past its slot delays the next one's
+                start, not its measured latency.
 
 Observers (one table row each; --observers picks some, in this order):
     none            nothing (baseline vs baseline: the noise floor)
@@ -95,9 +97,8 @@ PORT, TLS_PORT = 8080, 8443
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 DRAIN_TIMEOUT = 300  # seconds an observer may take to exit after SIGINT
 READY_TIMEOUT = 60
-HEY_CONNS = 50
-HEY_RESOLUTION_MS = 0.1  # hey prints latencies in seconds with 4 decimals
-RATE_OK = 0.95  # hey "reaches" a rate when it completes this share of it
+LOAD_CONNS = 50  # fixed-rate connections, each at rate/LOAD_CONNS requests/s
+RATE_OK = 0.95  # the generator "reaches" a rate when it completes this share of it
 
 
 @dataclass
@@ -222,27 +223,38 @@ def percentile(sorted_xs: list[float], pct: float) -> float | None:
     return sorted_xs[int(k)]
 
 
-def parse_hey_csv(out: str, seconds: float, rate: float) -> dict:
-    """hey -o csv: one line per completed request (response-time in s, ..., status-code, offset).
-    Requests that failed are not in it: `errors` = the lines that are not a response."""
+_HEY_LOAD = "hey -z {s:g}s -c 50 -q {q:g} -o csv"  # results made before h2load (no "fixed_load")
+
+
+def fixed_load_argv(seconds: float, rate: float) -> list[str]:
+    """The fixed-rate load generator, less its --log-file and URL."""
+    return ["h2load", "--h1", "-t1", f"-c{LOAD_CONNS}", f"--rps={rate / LOAD_CONNS:g}", "-D", f"{seconds:g}"]
+
+
+def parse_h2load(log: str, out: str, seconds: float, rate: float) -> dict:
+    """h2load's --log-file (one tab-separated line per completed request: start µs since the
+    epoch, status, µs until the end of the response; status -1 when it failed) and its summary's
+    failed/errored/timeout counts."""
     lats, non_2xx, bad = [], 0, 0
-    for line in out.splitlines()[1:]:
-        parts = line.split(",")
-        if len(parts) < 8:
+    for line in log.splitlines():
+        parts = line.split("\t")
+        try:
+            status, us = int(parts[1]), int(parts[2])
+        except (IndexError, ValueError):
             bad += bool(line.strip())
             continue
-        try:
-            lats.append(float(parts[0]) * 1e3)
-            status = int(parts[6])
-        except ValueError:
+        if status < 0:
             bad += 1
             continue
+        lats.append(us / 1e3)
         non_2xx += not 200 <= status < 400
     lats.sort()
-    return {"tool": "hey", "seconds": seconds, "rate": rate, "requests": len(lats),
+    m = re.search(r"requests: .*?(\d+) failed, (\d+) errored, (\d+) timeout", out)
+    errors = max(bad, sum(int(x) for x in m.groups())) if m else bad
+    return {"tool": "h2load", "seconds": seconds, "rate": rate, "requests": len(lats),
             "rps": round(len(lats) / seconds, 1),
             "p50_ms": percentile(lats, 50), "p99_ms": percentile(lats, 99), "p999_ms": percentile(lats, 99.9),
-            "max_ms": lats[-1] if lats else None, "errors": bad, "non_2xx": non_2xx}
+            "max_ms": lats[-1] if lats else None, "errors": errors, "non_2xx": non_2xx}
 
 
 # --- hdrlog output ----------------------------------------------------------------------------------
@@ -488,12 +500,16 @@ class Bench:
                      timeout=seconds + 60)
             return parse_wrk(out, seconds)
         seconds, rate = seconds or self.args.fixed_seconds, rate or self.rate
-        out = sh("ip", "netns", "exec", b, "hey", "-z", f"{seconds:g}s", "-c", str(HEY_CONNS),
-                 "-q", f"{rate / HEY_CONNS:g}", "-o", "csv", self.url(tls), timeout=seconds + 60)
-        return parse_hey_csv(out, seconds, rate)
+        log = self.tmp / "h2load.log"
+        log.unlink(missing_ok=True)  # h2load appends
+        out = sh("ip", "netns", "exec", b, *fixed_load_argv(seconds, rate), f"--log-file={log}", self.url(tls),
+                 timeout=seconds + 60)
+        result = parse_h2load(log.read_text() if log.exists() else "", out, seconds, rate)
+        log.unlink(missing_ok=True)
+        return result
 
     def calibrate(self) -> str | None:
-        """Check that hey reaches --rate with no observer; if not, settle on a rate it sustains.
+        """Check that h2load reaches --rate with no observer; if not, settle on a rate it sustains.
         Returns a note for the report when the rate had to come down."""
         target = self.rate
         seconds = min(4.0, self.args.fixed_seconds)
@@ -501,7 +517,7 @@ class Bench:
         def attempt(rate: float) -> float:
             got = self.load("fixed", False, seconds, rate)["rps"]
             self.calibration.append({"rate": rate, "seconds": seconds, "rps": got})
-            print(f"calibration: hey at {rate:.0f} req/s reached {got:.0f}", file=sys.stderr, flush=True)
+            print(f"calibration: h2load at {rate:.0f} req/s reached {got:.0f}", file=sys.stderr, flush=True)
             return got
 
         got = max(attempt(target), attempt(target))
@@ -514,7 +530,7 @@ class Bench:
             if got >= RATE_OK * rate:
                 break
         self.rate = rate
-        return (f"hey did not reach {target:,.0f} requests/s on this machine with no observer; the fixed-rate "
+        return (f"h2load did not reach {target:,.0f} requests/s on this machine with no observer; the fixed-rate "
                 f"runs use {rate:,.0f} requests/s (the highest rate it sustained, last reached {got:,.0f}).")
 
     # one run
@@ -632,7 +648,7 @@ def machine() -> dict:
     return {"kernel": platform.release(), "cpu": cpu, "cores": os.cpu_count(),
             "memory_gib": round(int(mem) / 2**20, 1), "virtualization": virt,
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "nginx": version("nginx", "-v"), "wrk": deb("wrk"), "hey": deb("hey"),
+            "nginx": version("nginx", "-v"), "wrk": deb("wrk"), "h2load": deb("nghttp2-client"),
             "tcpdump": version("tcpdump", "--version"), "tshark": version("tshark", "--version"),
             "hdrlog_commit": version("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD")}
 
@@ -782,7 +798,7 @@ def table(rows: list[dict], phase: str) -> list[str]:
 
 def machine_line(m: dict) -> str:
     virt = f" ({m['virtualization']})" if m.get("virtualization") not in (None, "none") else ""
-    tools = "; ".join(x for x in (m.get("nginx"), m.get("wrk"), m.get("hey")) if x)
+    tools = "; ".join(x for x in (m.get("nginx"), m.get("wrk"), m.get("h2load"), m.get("hey")) if x)
     return (f"Machine: {m['cpu']}, {m['cores']} cores{virt}, {m['memory_gib']} GiB, Linux {m['kernel']}; "
             f"{tools}; hdrlog {m['hdrlog_commit']}.")
 
@@ -813,19 +829,19 @@ def tables(data: dict, details: bool) -> list[str]:
     if rows["fixed"]:
         rate = data.get("fixed_rate", a.get("rate"))
         out += ["### Fixed rate", "",
-                f"`hey -z {a['fixed_seconds']:g}s -c {HEY_CONNS} -q {rate / HEY_CONNS:g} -o csv` (keep-alive, "
+                f"`{data.get('fixed_load') or _HEY_LOAD.format(s=a['fixed_seconds'], q=rate / 50)}` (keep-alive, "
                 f"{rate:,.0f} requests/s offered) against the same nginx; {a['pairs']} pairs per row. p99 added = "
-                "observer run's p99 − its baseline's, median over pairs [min – max]; hey reports latencies to "
-                f"{HEY_RESOLUTION_MS * 1000:.0f} µs. CPU cores = the observer tree's CPU seconds ÷ load seconds, "
-                "during the load and including the drain after it. Targets with HTTP records on: ≤ 0.10 core, "
-                "p99 added ≤ 50 µs.", ""]
+                "observer run's p99 − its baseline's, median over pairs [min – max]; latencies to "
+                f"{'1 µs' if data.get('fixed_load') else '100 µs (hey)'}. CPU cores = the observer tree's CPU seconds "
+                "÷ load seconds, during the load and including the drain after it. Targets with HTTP records on: "
+                "≤ 0.10 core, p99 added ≤ 50 µs.", ""]
         out += table(rows["fixed"], "fixed") + [""]
     if rows["fixed"]:
         rate = data.get("fixed_rate", a.get("rate"))
         short = [f"{r['observer']} {_num(r['baseline_rps_median'])}" for r in rows["fixed"]
                  if r["baseline_rps_median"] is not None and r["baseline_rps_median"] < RATE_OK * rate]
         if short:
-            notes = [*notes, f"hey did not reach the offered {rate:,.0f} requests/s in these rows' baseline runs "
+            notes = [*notes, f"The load generator did not reach the offered {rate:,.0f} requests/s in these rows' baseline runs "
                              f"(median requests/s): {', '.join(short)}."]
     notes = [*notes, *(f"{r['phase']} {r['observer']} stopped after {r['pairs']} pairs: {r['status']}"
                        for r in data["rows"] if r["pairs"] and r["status"] != "ok")]
@@ -958,7 +974,7 @@ def main() -> int:
     if not any(plan.values()):
         ap.error(f"no row of {wanted} runs in phase {args.phase} (the fixed-rate phase runs only none and the hdrlog rows)")
     tools = {"nginx", "openssl", "bpftool", "ss", *(["wrk"] if plan.get("saturation") else []),
-             *(["hey"] if plan.get("fixed") else []), *(o.argv[0] for o in OBSERVERS if o.name in wanted and o.argv
+             *(["h2load"] if plan.get("fixed") else []), *(o.argv[0] for o in OBSERVERS if o.name in wanted and o.argv
                                                        and not o.hdrlog)}
     for tool in sorted(tools):
         if not shutil.which(tool):
@@ -1032,6 +1048,7 @@ def main() -> int:
         notes.append("interrupted: the tables hold what was measured before the interruption.")
     rows = [row for p in phases for row in summarize(runs, [o.name for o in plan[p]], p, status[p])]
     data = {"machine": m, "args": vars(args) | {"readme_from": None}, "fixed_rate": b.rate if "fixed" in phases else None,
+            "fixed_load": " ".join(fixed_load_argv(args.fixed_seconds, b.rate)) if "fixed" in phases else None,
             "calibration": b.calibration, "notes": notes, "failures": failures, "rows": rows, "micro": micro,
             "runs": [asdict(r) for r in runs]}
     md = markdown(data)

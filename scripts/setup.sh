@@ -14,7 +14,7 @@ if [ "$purpose" = test ]; then
   PACKAGES+=(iputils-ping curl nginx-light tshark openssl ethtool util-linux procps)
 fi
 if [ "$purpose" = bench ]; then
-  PACKAGES+=(nginx-light openssl wrk hey tcpdump tshark procps)
+  PACKAGES+=(nginx-light openssl wrk nghttp2-client tcpdump tshark procps)
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
