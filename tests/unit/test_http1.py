@@ -7,6 +7,7 @@ import json
 import random
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from hdrlog.protocols.http1 import (
@@ -69,18 +70,8 @@ def req(
     ts=(1, 1, 1),
     version="1.1",
 ) -> HttpRequest:
-    return HttpRequest(
-        method=method,
-        target=target,
-        version=version,
-        headers=list(headers),
-        body_size=body_size,
-        chunked=chunked,
-        truncated=truncated,
-        ts_start=ts[0],
-        ts_head_end=ts[1],
-        ts_end=ts[2],
-    )
+    # (positional: the header fields' slot is _headers, read through .headers)
+    return HttpRequest(method, target, version, list(headers), body_size, chunked, truncated, *ts)
 
 
 def resp(
@@ -95,19 +86,7 @@ def resp(
     ts=(2, 2, 2),
     version="1.1",
 ) -> HttpResponse:
-    return HttpResponse(
-        status=status,
-        reason=reason,
-        version=version,
-        headers=list(headers),
-        body_size=body_size,
-        chunked=chunked,
-        truncated=truncated,
-        interim=list(interim),
-        ts_start=ts[0],
-        ts_head_end=ts[1],
-        ts_end=ts[2],
-    )
+    return HttpResponse(status, reason, version, list(headers), body_size, chunked, truncated, list(interim), *ts)
 
 
 def ex(request, response) -> HttpExchange:
@@ -929,10 +908,18 @@ def _corpus_events(chunks):
     return events
 
 
+def _message_dict(msg) -> dict | None:
+    if msg is None:
+        return None
+    d = msgspec.structs.asdict(msg)
+    del d["_headers"]
+    return d | {"headers": msg.headers}
+
+
 def _as_json(item) -> dict:
     if isinstance(item, ParseFailure):
         return {"failure": dataclasses.asdict(item)}
-    return json.loads(json.dumps(dataclasses.asdict(item)))
+    return json.loads(json.dumps({"request": _message_dict(item.request), "response": _message_dict(item.response)}))
 
 
 @pytest.mark.parametrize("path", sorted(CORPUS.glob("*.json")), ids=lambda p: p.stem)

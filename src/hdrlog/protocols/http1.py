@@ -30,6 +30,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 
 import httptools
+import msgspec
 
 __all__ = [
     "CLIENT",
@@ -72,25 +73,6 @@ class Limits:
             raise ValueError("limits must satisfy max_line <= max_head <= max_buffer")
 
 
-class _Headers:
-    """The `headers` field of HttpRequest and HttpResponse: a head llhttp accepted whole is kept as
-    its bytes and split into fields on first use (a record selects a few; most are never looked at).
-    The split is exact: llhttp accepts only `token ":" OWS value OWS CRLF` field lines."""
-
-    __slots__ = ()
-
-    def __get__(self, msg, cls=None):
-        if msg is None:
-            raise AttributeError("headers")  # no class default: dataclass makes the field required
-        h = msg._headers
-        if type(h) is bytes:
-            h = msg._headers = _split_fields(h)
-        return h
-
-    def __set__(self, msg, value) -> None:
-        msg._headers = value
-
-
 def accepted_head(msg: HttpRequest | HttpResponse) -> bytes | None:
     """The head llhttp accepted whole that msg.headers will be split from, while it is not yet:
     for readers that want a few fields and can find them in it exactly. None otherwise."""
@@ -107,21 +89,39 @@ def _split_fields(head: bytes) -> list[tuple[str, str]]:
     return fields
 
 
-# Messages are built once per message on the hot path: plain slotted dataclasses (a frozen one
-# costs a setattr call per field); nothing changes them after the parser hands them out.
-@dataclass
-class HttpRequest:
+class _Message(msgspec.Struct, eq=False):
+    """What requests and responses share: their header fields. A head llhttp accepted whole is
+    kept as its bytes (`_headers`) and split into fields on first use of `headers` (a record
+    selects a few; most are never looked at). The split is exact: llhttp accepts only
+    `token ":" OWS value OWS CRLF` field lines. Messages are msgspec structs because the parser
+    builds one or two per exchange on its hot path and a struct is made at C speed."""
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """Names as sent, in order; values latin-1, OWS stripped."""
+        h = self._headers
+        if type(h) is bytes:
+            h = self._headers = _split_fields(h)
+        return h
+
+    @headers.setter
+    def headers(self, value: list[tuple[str, str]]) -> None:
+        self._headers = value
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        self.headers, other.headers  # split both, so that bytes and fields compare as fields
+        return msgspec.structs.astuple(self) == msgspec.structs.astuple(other)
+
+
+class HttpRequest(_Message):
     """One request as seen on the wire (body counted, not kept)."""
 
-    __slots__ = (
-        "method", "target", "version", "_headers", "body_size", "chunked", "truncated", "ts_start",
-        "ts_head_end", "ts_end",
-    )  # fmt: skip
     method: str
     target: str
     version: str  # "1.0" or "1.1"
-    # names as sent, in order; values latin-1, OWS stripped
-    headers: list[tuple[str, str]] = _Headers()
+    _headers: list[tuple[str, str]] | bytes  # see _Message.headers
     body_size: int | None  # body bytes (chunked: payload bytes); None if unknown
     chunked: bool
     truncated: bool  # head or body not seen whole
@@ -130,18 +130,13 @@ class HttpRequest:
     ts_end: int | None  # ns: last byte; None if the end was not seen
 
 
-@dataclass
-class HttpResponse:
+class HttpResponse(_Message):
     """One final response, with the 1xx interim statuses that preceded it."""
 
-    __slots__ = (
-        "status", "reason", "version", "_headers", "body_size", "chunked", "truncated", "interim",
-        "ts_start", "ts_head_end", "ts_end",
-    )  # fmt: skip
     status: int
     reason: str
     version: str
-    headers: list[tuple[str, str]] = _Headers()
+    _headers: list[tuple[str, str]] | bytes  # see _Message.headers
     body_size: int | None
     chunked: bool
     truncated: bool
@@ -151,11 +146,9 @@ class HttpResponse:
     ts_end: int | None
 
 
-@dataclass
-class HttpExchange:
+class HttpExchange(msgspec.Struct):
     """A request and its response; either may be missing (not captured / never sent)."""
 
-    __slots__ = ("request", "response")
     request: HttpRequest | None  # None: a response whose request was not seen
     response: HttpResponse | None  # None: the connection ended (or the parser gave up) first
 
@@ -255,15 +248,12 @@ class _Fields:
         self.headers.append((name.decode("latin-1"), value.decode("latin-1").rstrip(" \t")))
 
 
-class _Slot:
+class _Slot(msgspec.Struct, gc=False):
     """A request whose head was seen, waiting for its response (and for its own end)."""
 
-    __slots__ = ("method", "request", "response")
-
-    def __init__(self, method: str) -> None:
-        self.method = method
-        self.request: HttpRequest | None = None
-        self.response: HttpResponse | None = None  # set when it came before the request ended
+    method: str
+    request: HttpRequest | None = None
+    response: HttpResponse | None = None  # set when it came before the request ended
 
 
 class _Side:
@@ -321,6 +311,7 @@ class Http1Parser:
         self._closed = False
         self._max_line = limits.max_line
         self._max_headers = limits.max_headers
+        self._max_pending = limits.max_pending
 
     @property
     def done(self) -> bool:
@@ -613,20 +604,24 @@ class Http1Parser:
     def _whole(self, s: _Side, data: bytes, ts: int) -> list | None:
         """The usual syscall, at C speed where it can be: a head seen before (a repeat of one
         llhttp accepted), alone or with all of its body or the start of it, between messages.
-        None: anything else, for the state machine (which gives the same result, slower)."""
+        None: anything else, for the state machine (which gives the same result, slower).
+        (The stream offsets of ts, s.moff/s.mts, are left as they are: they matter only while
+        bytes are kept, and feed() sets them afresh when it starts on an empty buffer.)"""
         e = data.find(b"\r\n\r\n", 0, self._max_line)
         if e < 0:
             return None
         end = e + 4
-        head = data[:end]
-        known = s.known.get(head)
-        if known is None or known[3] is None:
-            return None
-        g, _, keep, plain = known
         n = len(data)
+        head = data if end == n else data[:end]
+        known = s.known.get(head)
+        if known is None:
+            return None
+        plain = known[3]
+        if plain is None:
+            return None
         pending = self._pending
         if s is self._client:
-            if end != n or len(pending) >= self.limits.max_pending:
+            if end != n or len(pending) >= self._max_pending:
                 return None
             slot = _Slot(plain[0])
             slot.request = HttpRequest(plain[0], plain[1], plain[2], head, 0, False, False, ts, ts, ts)
@@ -659,15 +654,9 @@ class Http1Parser:
                 else:
                     slot.response = resp
                     out = []
-        if not keep:
+        if not known[2]:
             s.hp = None
         s.last_ts = ts
-        if len(s.moff) == 1:
-            s.moff[0] = s.base
-            s.mts[0] = ts
-        else:
-            s.moff = [s.base]
-            s.mts = [ts]
         s.base += n
         return out
 
