@@ -398,22 +398,22 @@ class SockConnEvent(msgspec.Struct, frozen=True):
 
 
 # The fields before struct hl_sock_id, and its ts_ns; the rest of it is read once per distinct
-# bytes (a connection's thread): _ids maps them to their SockId.
+# bytes (a connection's thread): SOCK_IDS maps them to their SockId.
 SOCK_DATA_HEAD = struct.Struct("<" + "".join(f for _, f in SOCK_DATA_FIELDS[:-1]) + "Q")
 _CONN_HEAD = struct.Struct("<" + "".join(f for _, f in SOCK_CONN_FIELDS[:-1]) + "Q")
 _ID_REST = struct.Struct("<" + "".join(f for _, f in SOCK_ID_FIELDS[1:]))
-_ID_BYTES = _ID_REST.size
+SOCK_ID_BYTES = _ID_REST.size
 IDS_MAX = 65536  # distinct identities remembered (then it starts over)
-_ids: dict[bytes, SockId] = {}
+SOCK_IDS: dict[bytes, SockId] = {}  # an identity's bytes -> its SockId (read directly on the hot path)
 
 
 def sock_id(buf: bytes | memoryview, start: int) -> SockId:
-    key = bytes(buf[start : start + _ID_BYTES])
-    sid = _ids.get(key)
+    key = bytes(buf[start : start + SOCK_ID_BYTES])
+    sid = SOCK_IDS.get(key)
     if sid is None:
-        if len(_ids) >= IDS_MAX:
-            _ids.clear()
-        sid = _ids[key] = SockId(*_ID_REST.unpack(key))
+        if len(SOCK_IDS) >= IDS_MAX:
+            SOCK_IDS.clear()
+        sid = SOCK_IDS[key] = SockId(*_ID_REST.unpack(key))
     return sid
 
 

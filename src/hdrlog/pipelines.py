@@ -131,15 +131,16 @@ class SocketPipeline(_RingPipeline):
         feed = self.streams.feed
         feed_data = self.streams.feed_data
         data = batch.data
-        data_head, sock_id = D.SOCK_DATA_HEAD.unpack_from, D.sock_id
+        data_head, sock_id, known_ids = D.SOCK_DATA_HEAD.unpack_from, D.sock_id, D.SOCK_IDS
+        id_at, id_end, size = D.SOCK_DATA_HEAD.size, D.SOCK_DATA_HEAD.size + D.SOCK_ID_BYTES, D.SOCK_DATA_SIZE
         for off, n in batch.records:
             # a data event, the usual one, is read here: its fields go to the streams as they are
-            if data[off] == D.EV_SOCK_DATA and n >= D.SOCK_DATA_SIZE:
+            if data[off] == D.EV_SOCK_DATA and n >= size:
                 _, direction, _, flags, captured, length, ts = data_head(data, off)
-                start = off + D.SOCK_DATA_SIZE
-                if captured <= n - D.SOCK_DATA_SIZE:
-                    items += feed_data(ts, direction, flags, length, sock_id(data, off + D.SOCK_DATA_HEAD.size),
-                                       data[start : start + captured])
+                start = off + size
+                if captured <= n - size:
+                    sid = known_ids.get(data[off + id_at : off + id_end]) or sock_id(data, off + id_at)
+                    items += feed_data(ts, direction, flags, length, sid, data[start : start + captured])
                     continue
             try:
                 ev = D.decode_sock_event(data, off, n)

@@ -154,7 +154,10 @@ class StreamTable:
         parser = conn.parser
         if flags & SD_TLS:
             conn.tls = True
-        items = _feed(parser, side, data, length, ts)
+        # _feed, inline: the hot path
+        items = parser.feed(side, data, ts) if data else []
+        if length > len(data):
+            items += parser.gap(side, length - len(data), ts)
         if not items:
             return out
         return out + self._tag(conn, items)
