@@ -111,8 +111,10 @@ class _Message(msgspec.Struct, eq=False):
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        self.headers, other.headers  # split both, so that bytes and fields compare as fields
-        return msgspec.structs.astuple(self) == msgspec.structs.astuple(other)
+        # fields against fields: a head kept as bytes equals the same head already split
+        mine, theirs = msgspec.structs.astuple(self), msgspec.structs.astuple(other)
+        i = _HEADERS_AT[type(self)]
+        return mine[:i] == theirs[:i] and self.headers == other.headers and mine[i + 1 :] == theirs[i + 1 :]
 
 
 class HttpRequest(_Message):
@@ -144,6 +146,9 @@ class HttpResponse(_Message):
     ts_start: int
     ts_head_end: int | None
     ts_end: int | None
+
+
+_HEADERS_AT = {cls: cls.__struct_fields__.index("_headers") for cls in (HttpRequest, HttpResponse)}
 
 
 class HttpExchange(msgspec.Struct):
