@@ -85,7 +85,7 @@ class PacketCapture(Capture):
         cap.configure(PacketFilters())
         return cap
 
-    def configure(self, f: PacketFilters, *, wake_bytes: int | None = None) -> None:
+    def configure(self, f: PacketFilters) -> None:
         """Write the filters into the maps (safe while attached)."""
         flags = 0
         protos = bytearray(32)
@@ -107,8 +107,6 @@ class PacketCapture(Capture):
         if f.tcp_flags:
             mask, value, any_ = f.tcp_flags
             flags |= SET_TCP_FLAGS | (SET_TCP_FLAGS_ANY if any_ else 0)
-        if wake_bytes is not None:
-            self._wake_bytes = wake_bytes
         raw = _SETTINGS.pack(flags, f.sample, f.first_packets, mask, value, bytes(protos), self._wake_bytes, 0)
         self.obj.map("settings").update(_U32.pack(0), raw)
 
