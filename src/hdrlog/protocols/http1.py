@@ -111,10 +111,9 @@ class _Message(msgspec.Struct, eq=False):
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        # fields against fields: a head kept as bytes equals the same head already split
-        mine, theirs = msgspec.structs.astuple(self), msgspec.structs.astuple(other)
-        i = _HEADERS_AT[type(self)]
-        return mine[:i] == theirs[:i] and self.headers == other.headers and mine[i + 1 :] == theirs[i + 1 :]
+        # the header fields first: reading them splits a head kept as bytes, so the structs
+        # then compare fields against fields
+        return self.headers == other.headers and msgspec.structs.astuple(self) == msgspec.structs.astuple(other)
 
 
 class HttpRequest(_Message):
@@ -146,9 +145,6 @@ class HttpResponse(_Message):
     ts_start: int
     ts_head_end: int | None
     ts_end: int | None
-
-
-_HEADERS_AT = {cls: cls.__struct_fields__.index("_headers") for cls in (HttpRequest, HttpResponse)}
 
 
 class HttpExchange(msgspec.Struct):
@@ -626,11 +622,12 @@ class Http1Parser:
             return None
         pending = self._pending
         if s is self._client:
-            if end != n or len(pending) >= self._max_pending:
+            if end != n:
                 return None
-            slot = _Slot(plain[0])
+            slot = self._new_slot(plain[0])
+            if slot is None:
+                return None  # (the state machine reports the overflow)
             slot.request = HttpRequest(plain[0], plain[1], plain[2], head, 0, False, False, ts, ts, ts)
-            pending.append(slot)
             out = []
         else:
             if s.interim:
@@ -992,7 +989,7 @@ class Http1Parser:
         s.state = HEAD
 
     def _new_slot(self, method: str) -> _Slot | None:
-        if len(self._pending) >= self.limits.max_pending:
+        if len(self._pending) >= self._max_pending:
             return None
         slot = _Slot(method)
         self._pending.append(slot)

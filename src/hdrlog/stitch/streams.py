@@ -151,13 +151,9 @@ class StreamTable:
         side = CLIENT if (direction == _EGRESS) == (conn.role == CLIENT) else SERVER
         if flags & SD_TLS_RAW:
             return out + self._handshake(conn, side, data, length, ts)
-        parser = conn.parser
         if flags & SD_TLS:
             conn.tls = True
-        # _feed, inline: the hot path
-        items = parser.feed(side, data, ts) if data else []
-        if length > len(data):
-            items += parser.gap(side, length - len(data), ts)
+        items = _feed(conn.parser, side, data, length, ts)
         if not items:
             return out
         return out + self._tag(conn, items)
