@@ -65,63 +65,67 @@ enum hl_tcp_opt {
 #define HL_SNAPLEN_MAX 1024 /* payload bytes a packet record may carry */
 
 struct hl_packet {
+	/* What changes from packet to packet. */
 	__u8 type;        /* HL_EV_PACKET */
+	__u8 _pad0;
+	__u16 captured;   /* payload bytes that follow this struct */
+	__u32 len;        /* frame length (pre-segmentation at TC egress) */
+	__u64 ts_ns;      /* bpf_ktime_get_ns() */
+	__u32 l4_payload; /* L4 payload bytes in the packet */
+	__u16 ip_len;     /* IPv4 total length / IPv6 payload length */
+	__u16 ip_id;
+	__u16 ip_csum;
+	__u16 window;
+	__u16 l4_csum;
+	__u16 udp_len;
+	__u32 seq;
+	__u32 ack;
+	__u32 ts_val;
+	__u32 ts_ecr;
+	__u32 icmp_rest;  /* ICMP bytes 4..7, as on the wire (id and seq for echo) */
+	/* What a flow usually keeps from packet to packet, in one block (direction .. _pad1):
+	 * user space formats a line's constant text once per distinct block. */
 	__u8 direction;   /* enum hl_direction */
 	__u8 flags;       /* enum hl_packet_flag */
 	__u8 malformed;   /* enum hl_malformed */
+	__u8 ip_version;  /* 0, 4 or 6 */
 	__u32 ifindex;
-	__u64 ts_ns;      /* bpf_ktime_get_ns() */
-	__u32 len;        /* frame length (pre-segmentation at TC egress) */
-	__u32 l4_payload; /* L4 payload bytes in the packet */
-	__u16 captured;   /* payload bytes that follow this struct */
 	__u16 eth_proto;  /* ethertype after VLAN tags */
 	__u8 eth_dst[6];
 	__u8 eth_src[6];
 	__u16 eth_type;   /* first ethertype (a TPID when tagged) */
-	__u8 vlan_count;
-	__u8 ip_version;  /* 0, 4 or 6 */
 	__u16 vlan_tpid[2];
 	__u16 vlan_tci[2];
+	__u8 vlan_count;
 	__u8 ip_proto;    /* L4 protocol (after IPv6 extension headers) */
 	__u8 ttl;         /* IPv4 TTL / IPv6 hop limit */
 	__u8 tos;         /* IPv4 TOS / IPv6 traffic class */
 	__u8 ip_hdr_len;  /* IPv4 IHL * 4; 40 for IPv6 */
-	__u16 ip_len;     /* IPv4 total length / IPv6 payload length */
-	__u16 ip_id;
-	__u16 ip_frag;    /* IPv4 flags and fragment offset, as on the wire */
-	__u16 ip_csum;
-	__u8 saddr[16];   /* IPv4 in the first 4 bytes */
-	__u8 daddr[16];
-	__u32 ip6_flow;   /* flow label */
+	__u8 l4_hdr_len;
 	__u8 ip6_nxt;     /* next header of the fixed IPv6 header */
 	__u8 ip6_ext_count;
 	__u8 ip_opts_len;
-	__u8 l4_hdr_len;
+	__u8 tcp_opts;    /* enum hl_tcp_opt */
+	__u16 ip_frag;    /* IPv4 flags and fragment offset, as on the wire */
+	__u8 saddr[16];   /* IPv4 in the first 4 bytes */
+	__u8 daddr[16];
+	__u32 ip6_flow;   /* flow label */
+	__u16 sport;
+	__u16 dport;
+	__u16 urg_ptr;
+	__u16 tcp_flags;  /* 9 bits: AE(NS) CWR ECE URG ACK PSH RST SYN FIN */
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u16 _pad1;
+	/* Options and extension headers. */
 	__u8 ip6_ext[HL_IP6_EXT_MAX]; /* extension header types, in order */
 	__u32 ip6_frag_id;
 	__u16 ip6_frag;   /* fragment header offset and M flag, as on the wire */
-	__u16 _pad0;
-	__u8 ip_opts[HL_IP_OPTS_MAX];
-	__u16 sport;
-	__u16 dport;
-	__u32 seq;
-	__u32 ack;
-	__u16 window;
-	__u16 urg_ptr;
-	__u16 tcp_flags;  /* 9 bits: AE(NS) CWR ECE URG ACK PSH RST SYN FIN */
-	__u16 l4_csum;
 	__u16 mss;
 	__u8 wscale;
 	__u8 sack_count;
-	__u8 tcp_opts;    /* enum hl_tcp_opt */
-	__u8 icmp_type;
-	__u8 icmp_code;
-	__u8 _pad1;
-	__u16 udp_len;
 	__u16 _pad2;
-	__u32 icmp_rest;  /* ICMP bytes 4..7, as on the wire (id and seq for echo) */
-	__u32 ts_val;
-	__u32 ts_ecr;
+	__u8 ip_opts[HL_IP_OPTS_MAX];
 	__u32 sack[HL_SACK_MAX * 2]; /* left, right edge pairs */
 	__u32 _pad3;
 	/* followed by `captured` bytes of L4 payload */

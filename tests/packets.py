@@ -38,7 +38,11 @@ class PacketHarness:
         if not len(batch):
             return None
         off, n = next(batch.records)
-        return record_object(self.encoder.encode(*packet_values(batch.data, off, n)))
+        line = self.encoder.encode(*packet_values(batch.data, off, n))
+        # the batch path: the first sight of a flow, then its template if it keeps one
+        assert self.encoder.lines(batch) == [line]
+        assert self.encoder.lines(batch) == [line]
+        return record_object(line)
 
     def counters(self) -> dict[str, int]:
         return self.cap.counters()

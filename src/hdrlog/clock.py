@@ -45,6 +45,14 @@ class Clock:
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
         return self._prefix, ns
 
+    def second_span(self, mono_ns: int) -> tuple[bytes, int, int]:
+        """The wall-clock second of `mono_ns` as RFC 3339 text, and the monotonic span [start, end)
+        that falls in it (up to the next resync): a caller formats every timestamp in that span as
+        the text and `ts - start` nanoseconds, with no call per timestamp."""
+        second, ns = self.second_and_ns(mono_ns)
+        start = mono_ns - ns
+        return second.encode(), start, min(start + 1_000_000_000, self._next_sync + 1)
+
     def rfc3339(self, mono_ns: int) -> str:
         second, ns = self.second_and_ns(mono_ns)
         return f"{second}.{ns:09d}Z"

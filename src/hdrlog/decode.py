@@ -3,7 +3,9 @@ tests/unit/test_abi.py checks them against the BTF of the built objects."""
 
 from __future__ import annotations
 
+import functools
 import struct
+
 import msgspec
 
 __all__ = [
@@ -27,6 +29,9 @@ __all__ = [
     "PACKET_SIZE",
     "PACKET_STRIDE",
     "PACKET_RECORDS",
+    "packet_rows",
+    "PACKET_ROW",
+    "PACKET_BLOCK",
     "packet_values",
     "PacketEvent",
     "DecodeError",
@@ -87,66 +92,70 @@ COUNTERS = (
 
 # struct hl_packet: (name, struct format). Arrays stay bytes and are split on use.
 PACKET_FIELDS: tuple[tuple[str, str], ...] = (
+    # what changes from packet to packet
     ("type", "B"),
+    ("_pad0", "x"),
+    ("captured", "H"),
+    ("len", "I"),
+    ("ts_ns", "Q"),
+    ("l4_payload", "I"),
+    ("ip_len", "H"),
+    ("ip_id", "H"),
+    ("ip_csum", "H"),
+    ("window", "H"),
+    ("l4_csum", "H"),
+    ("udp_len", "H"),
+    ("seq", "I"),
+    ("ack", "I"),
+    ("ts_val", "I"),
+    ("ts_ecr", "I"),
+    ("icmp_rest", "I"),
+    # what a flow usually keeps: the block PACKET_ROWS reads as one bytes value
     ("direction", "B"),
     ("flags", "B"),
     ("malformed", "B"),
+    ("ip_version", "B"),
     ("ifindex", "I"),
-    ("ts_ns", "Q"),
-    ("len", "I"),
-    ("l4_payload", "I"),
-    ("captured", "H"),
     ("eth_proto", "H"),
     ("eth_dst", "6s"),
     ("eth_src", "6s"),
     ("eth_type", "H"),
-    ("vlan_count", "B"),
-    ("ip_version", "B"),
     ("vlan_tpid", "4s"),
     ("vlan_tci", "4s"),
+    ("vlan_count", "B"),
     ("ip_proto", "B"),
     ("ttl", "B"),
     ("tos", "B"),
     ("ip_hdr_len", "B"),
-    ("ip_len", "H"),
-    ("ip_id", "H"),
-    ("ip_frag", "H"),
-    ("ip_csum", "H"),
-    ("saddr", "16s"),
-    ("daddr", "16s"),
-    ("ip6_flow", "I"),
+    ("l4_hdr_len", "B"),
     ("ip6_nxt", "B"),
     ("ip6_ext_count", "B"),
     ("ip_opts_len", "B"),
-    ("l4_hdr_len", "B"),
+    ("tcp_opts", "B"),
+    ("ip_frag", "H"),
+    ("saddr", "16s"),
+    ("daddr", "16s"),
+    ("ip6_flow", "I"),
+    ("sport", "H"),
+    ("dport", "H"),
+    ("urg_ptr", "H"),
+    ("tcp_flags", "H"),
+    ("icmp_type", "B"),
+    ("icmp_code", "B"),
+    ("_pad1", "2x"),
+    # options and extension headers
     ("ip6_ext", "8s"),
     ("ip6_frag_id", "I"),
     ("ip6_frag", "H"),
-    ("_pad0", "2x"),
-    ("ip_opts", "40s"),
-    ("sport", "H"),
-    ("dport", "H"),
-    ("seq", "I"),
-    ("ack", "I"),
-    ("window", "H"),
-    ("urg_ptr", "H"),
-    ("tcp_flags", "H"),
-    ("l4_csum", "H"),
     ("mss", "H"),
     ("wscale", "B"),
     ("sack_count", "B"),
-    ("tcp_opts", "B"),
-    ("icmp_type", "B"),
-    ("icmp_code", "B"),
-    ("_pad1", "x"),
-    ("udp_len", "H"),
     ("_pad2", "2x"),
-    ("icmp_rest", "I"),
-    ("ts_val", "I"),
-    ("ts_ecr", "I"),
+    ("ip_opts", "40s"),
     ("sack", "32s"),
     ("_pad3", "4x"),
 )
+
 
 # Little-endian, no implicit alignment: the C struct's padding is spelled out above.
 _PACKET = struct.Struct("<" + "".join(f for _, f in PACKET_FIELDS))
@@ -154,6 +163,23 @@ PACKET_SIZE = _PACKET.size
 # A ring record of a packet without payload: 8-byte ring header, the struct, 8-byte alignment.
 PACKET_STRIDE = (PACKET_SIZE + 8 + 7) & ~7
 PACKET_RECORDS = struct.Struct(f"<8x{_PACKET.format[1:]}{PACKET_STRIDE - 8 - PACKET_SIZE}x")
+_VALUE_NAMES = [n for n, f in PACKET_FIELDS if not f.endswith("x")]
+_CAPTURED = _VALUE_NAMES.index("captured")
+
+# A packet as packets.PacketEncoder reads it once it has formatted its flow's line before: the
+# per-packet values, then the flow's block (direction .. _pad1) as one bytes value.
+_NAMES = [n for n, _ in PACKET_FIELDS]
+_PER_PACKET = "".join(f for _, f in PACKET_FIELDS[: _NAMES.index("direction")])
+_BLOCK = "".join(f for _, f in PACKET_FIELDS[_NAMES.index("direction") : _NAMES.index("ip6_ext")])
+PACKET_BLOCK = struct.Struct("<" + _BLOCK)  # the block's own values, in PACKET_FIELDS order
+PACKET_ROW = struct.Struct(f"<{_PER_PACKET}{PACKET_BLOCK.size}s{PACKET_SIZE - struct.calcsize('<' + _PER_PACKET + _BLOCK)}x")
+
+
+@functools.cache
+def packet_rows(stride: int) -> struct.Struct:
+    """PACKET_ROW of every ring record of a batch whose records are `stride` bytes apart (all
+    of one size: the struct and room for a payload of up to the snaplen)."""
+    return struct.Struct(f"<8x{PACKET_ROW.format[1:]}{stride - 8 - PACKET_SIZE}x")
 
 
 class DecodeError(ValueError):
@@ -164,59 +190,59 @@ class PacketEvent(msgspec.Struct, frozen=True, array_like=True):
     """struct hl_packet, decoded; `payload` holds the captured L4 payload bytes."""
 
     type: int
+    captured: int
+    len: int
+    ts_ns: int
+    l4_payload: int
+    ip_len: int
+    ip_id: int
+    ip_csum: int
+    window: int
+    l4_csum: int
+    udp_len: int
+    seq: int
+    ack: int
+    ts_val: int
+    ts_ecr: int
+    icmp_rest: int
     direction: int
     flags: int
     malformed: int
+    ip_version: int
     ifindex: int
-    ts_ns: int
-    len: int
-    l4_payload: int
-    captured: int
     eth_proto: int
     eth_dst: bytes
     eth_src: bytes
     eth_type: int
-    vlan_count: int
-    ip_version: int
     vlan_tpid: bytes
     vlan_tci: bytes
+    vlan_count: int
     ip_proto: int
     ttl: int
     tos: int
     ip_hdr_len: int
-    ip_len: int
-    ip_id: int
-    ip_frag: int
-    ip_csum: int
-    saddr: bytes
-    daddr: bytes
-    ip6_flow: int
+    l4_hdr_len: int
     ip6_nxt: int
     ip6_ext_count: int
     ip_opts_len: int
-    l4_hdr_len: int
+    tcp_opts: int
+    ip_frag: int
+    saddr: bytes
+    daddr: bytes
+    ip6_flow: int
+    sport: int
+    dport: int
+    urg_ptr: int
+    tcp_flags: int
+    icmp_type: int
+    icmp_code: int
     ip6_ext: bytes
     ip6_frag_id: int
     ip6_frag: int
-    ip_opts: bytes
-    sport: int
-    dport: int
-    seq: int
-    ack: int
-    window: int
-    urg_ptr: int
-    tcp_flags: int
-    l4_csum: int
     mss: int
     wscale: int
     sack_count: int
-    tcp_opts: int
-    icmp_type: int
-    icmp_code: int
-    udp_len: int
-    icmp_rest: int
-    ts_val: int
-    ts_ecr: int
+    ip_opts: bytes
     sack: bytes
     payload: bytes
 
@@ -242,7 +268,7 @@ def packet_values(buf: bytes | memoryview, offset: int = 0, length: int | None =
     values = _PACKET.unpack_from(buf, offset)
     if values[0] != EV_PACKET:
         raise DecodeError(f"event type {values[0]} is not a packet ({EV_PACKET})")
-    captured = values[8]
+    captured = values[_CAPTURED]
     if captured > avail - PACKET_SIZE:
         raise DecodeError(f"packet event claims {captured} payload bytes, {avail - PACKET_SIZE} follow")
     start = offset + PACKET_SIZE

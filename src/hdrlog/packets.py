@@ -4,11 +4,19 @@ A packet record has up to ~60 fields and a busy host sends ~100k packets a secon
 path does not build an object per packet: the text is assembled from fragments. What is
 constant for a flow (interface, Community ID, MACs, VLAN tags, addresses, ports) is
 formatted once per flow and cached; what changes per packet is formatted from lookup
-tables (TOS, IP flags, TCP flags) and a few %-formats. Field names and types are those of
-records.PacketRecord, in its order; tests decode every line into PacketRecord strictly.
+tables (TOS, IP flags, TCP flags) and a few %-formats.
+
+The usual packet (TCP, no IP options or extension headers, timestamps or no options) goes
+faster still: the kernel puts what a flow keeps from packet to packet in one block of the
+event, and the first packet with a given block leaves a template of the whole line with
+only the per-packet numbers to fill (see PacketEncoder.lines). Field names and types are
+those of records.PacketRecord, in its order; tests decode every line into PacketRecord
+strictly, and check the template path against encoding each packet whole.
 """
 
 from __future__ import annotations
+
+import logging
 
 import msgspec
 
@@ -18,6 +26,8 @@ from hdrlog.interfaces import ifname
 from hdrlog.stitch.flows import address_text, community_id
 
 __all__ = ["PacketEncoder", "TRANSPORTS", "VALUE_NAMES"]
+
+log = logging.getLogger(__name__)
 
 TRANSPORTS = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 132: "sctp", 47: "gre"}
 _ECHO_V4 = {0, 8, 13, 14, 15, 16, 17, 18}  # types that carry identifier and sequence
@@ -29,11 +39,11 @@ FLOW_TEXT_CACHE = 65536
 
 # The order encode() unpacks struct hl_packet's values in; checked against decode.PACKET_FIELDS.
 VALUE_NAMES = (
-    "type direction flags malformed ifindex ts_ns len l4_payload captured eth_proto eth_dst eth_src "
-    "eth_type vlan_count ip_version vlan_tpid vlan_tci ip_proto ttl tos ip_hdr_len ip_len ip_id "
-    "ip_frag ip_csum saddr daddr ip6_flow ip6_nxt ip6_ext_count ip_opts_len l4_hdr_len ip6_ext "
-    "ip6_frag_id ip6_frag ip_opts sport dport seq ack window urg_ptr tcp_flags l4_csum mss wscale "
-    "sack_count tcp_opts icmp_type icmp_code udp_len icmp_rest ts_val ts_ecr sack"
+    "type captured len ts_ns l4_payload ip_len ip_id ip_csum window l4_csum udp_len seq ack ts_val ts_ecr "
+    "icmp_rest direction flags malformed ip_version ifindex eth_proto eth_dst eth_src eth_type vlan_tpid "
+    "vlan_tci vlan_count ip_proto ttl tos ip_hdr_len l4_hdr_len ip6_nxt ip6_ext_count ip_opts_len tcp_opts "
+    "ip_frag saddr daddr ip6_flow sport dport urg_ptr tcp_flags icmp_type icmp_code ip6_ext ip6_frag_id "
+    "ip6_frag mss wscale sack_count ip_opts sack"
 ).split()
 assert VALUE_NAMES == [n for n, f in D.PACKET_FIELDS if not f.endswith("x")], "PACKET_FIELDS changed"
 
@@ -69,21 +79,37 @@ def _tcp_flags_text(fl: int) -> bytes:
 
 _TCP_FLAGS = [_tcp_flags_text(f) for f in range(512)]
 
-_HEAD = b'{"ts":"%s.%09dZ","type":"packet",%s"frame.len":%d,%s'
-_IPV4 = b'"ip.version":4,"ip.hdr_len":%d,%s"ip.len":%d,"ip.id":%d,%s"ip.frag_offset":%d,"ip.ttl":%d,"ip.checksum":%d,'
-_IPV6 = b'"ipv6.version":6,%s"ipv6.flow":%d,"ipv6.plen":%d,"ipv6.nxt":%d,"ipv6.hlim":%d,'
-_TCP = (b'"tcp.seq_raw":%d,"tcp.ack_raw":%d,"tcp.hdr_len":%d,%s"tcp.window_size_value":%d,'
-        b'"tcp.checksum":%d,"tcp.urgent_pointer":%d,"tcp.len":%d,')  # fmt: skip
-_TCP_TS = b'"tcp.options.timestamp.tsval":%d,"tcp.options.timestamp.tsecr":%d,'
-# The usual packet, one format: established TCP (no IP options or extension headers, no
-# payload kept, options none or timestamps only), built from the pieces above.
-_FAST_TCP = {
-    (4, 0): _HEAD + _IPV4 + b"%s%s" + _TCP[:-1] + b"}",
-    (4, 1): _HEAD + _IPV4 + b"%s%s" + _TCP + _TCP_TS[:-1] + b"}",
-    (6, 0): _HEAD + _IPV6 + b"%s%s" + _TCP[:-1] + b"}",
-    (6, 1): _HEAD + _IPV6 + b"%s%s" + _TCP + _TCP_TS[:-1] + b"}",
-}
+
+def _slots(fmt: bytes) -> tuple[bytes, bytes]:
+    """A line's format with per-packet slots marked %D, %09D or %S -> (the format of the whole line,
+    the format of a flow's template: what the flow keeps filled in, the per-packet slots left)."""
+    marks = ((b"%09D", b"09d"), (b"%D", b"d"), (b"%S", b"s"))
+    whole, template = fmt, fmt
+    for mark, conv in marks:
+        whole = whole.replace(mark, b"%" + conv)
+        template = template.replace(mark, b"%%" + conv)
+    return whole, template
+
+
+# Per-packet slots in capitals: a flow's template leaves them for each packet (see PacketEncoder.lines).
+_HEAD, _HEAD_T = _slots(b'{"ts":"%S.%09DZ","type":"packet",%s"frame.len":%D,%s')
+_IPV4, _IPV4_T = _slots(b'"ip.version":4,"ip.hdr_len":%d,%s"ip.len":%D,"ip.id":%D,%s"ip.frag_offset":%d,"ip.ttl":%d,'
+                        b'"ip.checksum":%D,')  # fmt: skip
+_IPV6, _IPV6_T = _slots(b'"ipv6.version":6,%s"ipv6.flow":%d,"ipv6.plen":%D,"ipv6.nxt":%d,"ipv6.hlim":%d,')
+_TCP, _TCP_T = _slots(b'"tcp.seq_raw":%D,"tcp.ack_raw":%D,"tcp.hdr_len":%d,%s"tcp.window_size_value":%D,'
+                      b'"tcp.checksum":%D,"tcp.urgent_pointer":%d,"tcp.len":%D,')  # fmt: skip
+_TCP_TS, _TCP_TS_T = _slots(b'"tcp.options.timestamp.tsval":%D,"tcp.options.timestamp.tsecr":%D,')
+# A template is kept for the usual packet: TCP without IP options, extension headers or payload,
+# its options none or timestamps only. Its kind says which per-packet values it takes.
+_V4, _V4_TS, _V6, _V6_TS = range(4)
 _NOT_FAST = D.PKT_HDR_TRUNCATED | D.PKT_TCP_OPTS_BAD | D.PKT_IP_FRAGMENT
+# Templates kept (each ~1.4 KB); past this the cache starts over.
+TEMPLATE_CACHE = 4096
+
+
+def _esc(text: bytes) -> bytes:
+    """Constant text for a template (a %-format): names such as interfaces may hold a %."""
+    return text.replace(b"%", b"%%")
 
 
 def _ip_options(opts: bytes) -> list[int]:
@@ -108,14 +134,65 @@ def _ints(values) -> str:
 
 
 class PacketEncoder:
-    """Packet event values -> JSON lines; caches interface names and per-flow text."""
+    """Packet events -> JSON lines; caches interface names, per-flow text and per-flow templates."""
 
     def __init__(self, clock: Clock | None = None):
         self.clock = clock or Clock()
+        self.decode_errors = 0
         self._ifaces: dict[tuple[int, int, int], bytes] = {}
         self._flows: dict[tuple, tuple[bytes, bytes, bytes]] = {}
+        # a flow's block (decode.PACKET_ROW) -> (template, kind), or None: no template for such packets
+        self._templates: dict[bytes, tuple[bytes, int] | None] = {}
         self._second = ""
         self._second_text = b""
+        self._span = (b"", 0, 0)  # Clock.second_span() of the last packet lines() formatted
+
+    def lines(self, batch) -> list[bytes]:
+        """A ring batch of packet events -> their JSON lines, in order (undecodable events counted).
+
+        A packet whose flow block has a template is read as decode.PACKET_ROW (its per-packet
+        values and the block as one bytes value) and formatted into it: one dict lookup and one
+        %-format of about a dozen numbers. Others take encode(), which keeps a template when it can."""
+        data = batch.data
+        if batch.stride and batch.sizes[0] >= D.PACKET_SIZE:
+            rows = D.packet_rows(batch.stride).iter_unpack(data)
+        else:
+            rows = (D.PACKET_ROW.unpack_from(data, off) if n >= D.PACKET_SIZE else None for off, n in batch.records)
+        templates = self._templates
+        second_text, start, end = self._span
+        out = []
+        for off, n, row in zip(batch.offsets, batch.sizes, rows):
+            t = row and row[0] == D.EV_PACKET and not row[1] and templates.get(row[16])
+            if not t:
+                if (line := self._first(data, off, n, row)) is not None:
+                    out.append(line)
+                continue
+            (_, _, flen, ts, l4_payload, ip_len, ip_id, ip_csum, window, csum, _, seq, ack, ts_val, ts_ecr, _,
+             _) = row  # fmt: skip
+            if not start <= ts < end:
+                second_text, start, end = self._span = self.clock.second_span(ts)
+            ns = ts - start
+            fmt, kind = t
+            if kind == _V4_TS:
+                out.append(fmt % (second_text, ns, flen, ip_len, ip_id, ip_csum, seq, ack, window, csum, l4_payload,
+                                  ts_val, ts_ecr))  # fmt: skip
+            elif kind == _V4:
+                out.append(fmt % (second_text, ns, flen, ip_len, ip_id, ip_csum, seq, ack, window, csum, l4_payload))
+            elif kind == _V6_TS:
+                out.append(fmt % (second_text, ns, flen, ip_len, seq, ack, window, csum, l4_payload, ts_val, ts_ecr))
+            else:
+                out.append(fmt % (second_text, ns, flen, ip_len, seq, ack, window, csum, l4_payload))
+        return out
+
+    def _first(self, data: bytes, off: int, n: int, row: tuple | None) -> bytes | None:
+        """A packet lines() has no template for: decoded whole, then its line from encode()."""
+        try:
+            v, payload = D.packet_values(data, off, n)
+        except D.DecodeError as e:
+            self.decode_errors += 1
+            log.debug("undecodable packet event: %s", e)
+            return None
+        return self.encode(v, payload, row[16] if row is not None else None)
 
     def _iface(self, ifindex: int, direction: int, xdp: int) -> bytes:
         text = (f'"frame.interface_name":{_s(ifname(ifindex))},'
@@ -124,44 +201,55 @@ class PacketEncoder:
         self._ifaces[(ifindex, direction, xdp)] = text
         return text
 
-    def encode(self, v: tuple, payload: bytes = b"") -> bytes:
-        """One JSON line (no newline) for struct hl_packet's values `v` and its payload bytes."""
-        (_, direction, flags, malformed, ifindex, ts_ns, flen, l4_payload, _, eth_proto, eth_dst, eth_src,
-         eth_type, vlan_count, ip_version, vlan_tpid, vlan_tci, ip_proto, ttl, tos, ip_hdr_len, ip_len, ip_id,
-         ip_frag, ip_csum, saddr, daddr, ip6_flow, ip6_nxt, ip6_ext_count, ip_opts_len, l4_hdr_len, ip6_ext,
-         ip6_frag_id, ip6_frag, ip_opts, sport, dport, seq, ack, window, urg_ptr, tcp_flags, l4_csum, mss, wscale,
-         sack_count, tcp_opts, icmp_type, icmp_code, udp_len, icmp_rest, ts_val, ts_ecr, sack) = v  # fmt: skip
+    def encode(self, v: tuple, payload: bytes = b"", block: bytes | None = None) -> bytes:
+        """One JSON line (no newline) for struct hl_packet's values `v` and its payload bytes.
+        With the packet's flow `block` (decode.PACKET_ROW), a template for the flow's next
+        packets is kept when the packet is of the usual kind."""
+        (_, _, flen, ts_ns, l4_payload, ip_len, ip_id, ip_csum, window, l4_csum, udp_len, seq, ack, ts_val, ts_ecr,
+         icmp_rest, direction, flags, malformed, ip_version, ifindex, eth_proto, eth_dst, eth_src, eth_type,
+         vlan_tpid, vlan_tci, vlan_count, ip_proto, ttl, tos, ip_hdr_len, l4_hdr_len, ip6_nxt, ip6_ext_count,
+         ip_opts_len, tcp_opts, ip_frag, saddr, daddr, ip6_flow, sport, dport, urg_ptr, tcp_flags, icmp_type,
+         icmp_code, ip6_ext, ip6_frag_id, ip6_frag, mss, wscale, sack_count, ip_opts, sack) = v  # fmt: skip
         xdp = flags & D.PKT_XDP
         iface = self._ifaces.get((ifindex, direction, xdp)) or self._iface(ifindex, direction, xdp)
         key = (flags & _FLOW_KEY_FLAGS, malformed, eth_type, eth_dst, eth_src, vlan_count, vlan_tpid, vlan_tci,
                eth_proto, ip_version, ip_proto, saddr, daddr, sport, dport, icmp_type, icmp_code)  # fmt: skip
         flow = self._flows.get(key) or self._flow_text(key)
+        tcp = ip_proto == 6 and flags & D.PKT_L4
+        tcp_flags_text = b""
+        if tcp:
+            tcp_flags_text = _TCP_FLAGS[tcp_flags] if tcp_flags < 512 else _tcp_flags_text(tcp_flags)
+        if block is not None:
+            if (tcp and ip_version in (4, 6) and not (flags & _NOT_FAST or malformed or ip_opts_len or ip6_ext_count)
+                    and tcp_opts | D.TCPOPT_TIMESTAMP == D.TCPOPT_TIMESTAMP):  # fmt: skip
+                t = [_HEAD_T % (_esc(iface), _esc(flow[0]))]
+                if ip_version == 4:
+                    t.append(_IPV4_T % (ip_hdr_len, _TOS4[tos], _IP_FLAGS[ip_frag >> 13], ip_frag & 0x1FFF, ttl))
+                else:
+                    t.append(_IPV6_T % (_TOS6[tos], ip6_flow, ip6_nxt, ttl))
+                t += (_esc(flow[1]), _esc(flow[2]), _TCP_T % (l4_hdr_len, tcp_flags_text, urg_ptr))
+                if tcp_opts:
+                    t.append(_TCP_TS_T % ())
+                kind = (_V4 if ip_version == 4 else _V6) + (1 if tcp_opts else 0)
+                template = (b"".join(t)[:-1] + b"}", kind)
+            else:
+                template = None
+            if len(self._templates) >= TEMPLATE_CACHE:
+                self._templates.clear()
+            self._templates[block] = template
         second, ns = self.clock.second_and_ns(ts_ns)
         if second != self._second:
             self._second, self._second_text = second, second.encode()
-        head = (self._second_text, ns, iface, flen, flow[0])
+        parts = [_HEAD % (self._second_text, ns, iface, flen, flow[0])]
         if ip_version == 4:
-            ip_args = (ip_hdr_len, _TOS4[tos], ip_len, ip_id, _IP_FLAGS[ip_frag >> 13], ip_frag & 0x1FFF, ttl, ip_csum)
-        elif ip_version == 6:
-            ip_args = (_TOS6[tos], ip6_flow, ip_len, ip6_nxt, ttl)
-        tcp = ip_proto == 6 and flags & D.PKT_L4
-        if tcp:
-            tcp_args = (seq, ack, l4_hdr_len, _TCP_FLAGS[tcp_flags] if tcp_flags < 512 else _tcp_flags_text(tcp_flags),
-                        window, l4_csum, urg_ptr, l4_payload)  # fmt: skip
-            if (not (flags & _NOT_FAST or malformed or payload or ip_opts_len or ip6_ext_count)
-                    and tcp_opts | D.TCPOPT_TIMESTAMP == D.TCPOPT_TIMESTAMP):  # fmt: skip
-                if tcp_opts:
-                    return _FAST_TCP[(ip_version, 1)] % (*head, *ip_args, flow[1], flow[2], *tcp_args, ts_val, ts_ecr)
-                return _FAST_TCP[(ip_version, 0)] % (*head, *ip_args, flow[1], flow[2], *tcp_args)
-        parts = [_HEAD % head]
-        if ip_version == 4:
-            parts.append(_IPV4 % ip_args)
+            parts.append(_IPV4 % (ip_hdr_len, _TOS4[tos], ip_len, ip_id, _IP_FLAGS[ip_frag >> 13], ip_frag & 0x1FFF,
+                                  ttl, ip_csum))  # fmt: skip
             parts.append(flow[1])
             if ip_opts_len:
                 opts = ip_opts[:ip_opts_len]
                 parts.append(f'"ip.opt.type":{_ints(_ip_options(opts))},"ip.options":"{opts.hex()}",'.encode())
         elif ip_version == 6:
-            parts.append(_IPV6 % ip_args)
+            parts.append(_IPV6 % (_TOS6[tos], ip6_flow, ip_len, ip6_nxt, ttl))
             parts.append(flow[1])
             if ip6_ext_count:
                 ext = list(ip6_ext[: min(ip6_ext_count, 8)])
@@ -173,7 +261,7 @@ class PacketEncoder:
         if flags & D.PKT_L4:
             parts.append(flow[2])
             if tcp:
-                parts.append(_TCP % tcp_args)
+                parts.append(_TCP % (seq, ack, l4_hdr_len, tcp_flags_text, window, l4_csum, urg_ptr, l4_payload))
                 if tcp_opts:
                     parts.append(self._tcp_options(tcp_opts, mss, wscale, sack_count, sack, ts_val, ts_ecr))
                 if flags & D.PKT_TCP_OPTS_BAD:

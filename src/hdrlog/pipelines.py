@@ -57,27 +57,13 @@ class PacketPipeline(_RingPipeline):
     def __init__(self, capture: PacketCapture, encoder: PacketEncoder):
         self.capture = capture
         self.encoder = encoder
-        self.decode_errors = 0
+
+    @property
+    def decode_errors(self) -> int:
+        return self.encoder.decode_errors
 
     def drain(self) -> list[bytes]:
-        batch = self._take()
-        encode = self.encoder.encode
-        out = []
-        if batch.stride == D.PACKET_STRIDE and batch.sizes[0] == D.PACKET_SIZE:
-            # the usual batch: packets without payload, unpacked in one call
-            for v in D.PACKET_RECORDS.iter_unpack(batch.data):
-                if v[0] == D.EV_PACKET and v[8] == 0:
-                    out.append(encode(v))
-                else:
-                    self.decode_errors += 1
-        else:
-            for off, n in batch.records:
-                try:
-                    out.append(encode(*D.packet_values(batch.data, off, n)))
-                except D.DecodeError as e:
-                    self.decode_errors += 1
-                    log.debug("undecodable packet event: %s", e)
-        return out
+        return self.encoder.lines(self._take())
 
     def finish(self) -> list[Record]:
         return []

@@ -81,7 +81,8 @@ def test_decode_rejects_short_and_foreign_events():
         D.decode_packet(b"\x07" + b"\0" * (D.PACKET_SIZE - 1))
     claims_payload = bytearray(D.PACKET_SIZE)
     claims_payload[0] = D.EV_PACKET
-    struct.pack_into("<H", claims_payload, 24, 100)  # captured = 100, nothing follows
+    captured = next(off for name, off, _ in _python_layout(D.PACKET_FIELDS) if name == "captured")
+    struct.pack_into("<H", claims_payload, captured, 100)  # captured = 100, nothing follows
     with pytest.raises(D.DecodeError):
         D.decode_packet(bytes(claims_payload))
 
