@@ -192,7 +192,9 @@ class PacketEncoder:
             self.decode_errors += 1
             log.debug("undecodable packet event: %s", e)
             return None
-        return self.encode(v, payload, row[16] if row is not None else None)
+        # packets with payload come here too: a block already seen is not made into a template again
+        block = None if row is None or row[16] in self._templates else row[16]
+        return self.encode(v, payload, block)
 
     def _iface(self, ifindex: int, direction: int, xdp: int) -> bytes:
         text = (f'"frame.interface_name":{_s(ifname(ifindex))},'
