@@ -28,10 +28,8 @@ __all__ = [
     "PACKET_FIELDS",
     "PACKET_SIZE",
     "PACKET_STRIDE",
-    "PACKET_RECORDS",
     "packet_rows",
     "PACKET_ROW",
-    "PACKET_BLOCK",
     "packet_values",
     "PacketEvent",
     "DecodeError",
@@ -110,7 +108,7 @@ PACKET_FIELDS: tuple[tuple[str, str], ...] = (
     ("ts_val", "I"),
     ("ts_ecr", "I"),
     ("icmp_rest", "I"),
-    # what a flow usually keeps: the block PACKET_ROWS reads as one bytes value
+    # what a flow usually keeps: the block PACKET_ROW reads as one bytes value
     ("direction", "B"),
     ("flags", "B"),
     ("malformed", "B"),
@@ -162,22 +160,20 @@ _PACKET = struct.Struct("<" + "".join(f for _, f in PACKET_FIELDS))
 PACKET_SIZE = _PACKET.size
 # A ring record of a packet without payload: 8-byte ring header, the struct, 8-byte alignment.
 PACKET_STRIDE = (PACKET_SIZE + 8 + 7) & ~7
-PACKET_RECORDS = struct.Struct(f"<8x{_PACKET.format[1:]}{PACKET_STRIDE - 8 - PACKET_SIZE}x")
-_VALUE_NAMES = [n for n, f in PACKET_FIELDS if not f.endswith("x")]
-_CAPTURED = _VALUE_NAMES.index("captured")
+_CAPTURED = [n for n, f in PACKET_FIELDS if not f.endswith("x")].index("captured")
 
-# A packet as packets.PacketEncoder reads it once it has formatted its flow's line before: the
-# per-packet values, then the flow's block (direction .. _pad1) as one bytes value.
+# A packet as packets.PacketEncoder reads it once its flow's line is known: the per-packet
+# values, then the flow's block (direction .. _pad1) as one bytes value, the row's last.
 _NAMES = [n for n, _ in PACKET_FIELDS]
-_PER_PACKET = "".join(f for _, f in PACKET_FIELDS[: _NAMES.index("direction")])
-_BLOCK = "".join(f for _, f in PACKET_FIELDS[_NAMES.index("direction") : _NAMES.index("ip6_ext")])
-PACKET_BLOCK = struct.Struct("<" + _BLOCK)  # the block's own values, in PACKET_FIELDS order
-PACKET_ROW = struct.Struct(f"<{_PER_PACKET}{PACKET_BLOCK.size}s{PACKET_SIZE - struct.calcsize('<' + _PER_PACKET + _BLOCK)}x")
+_BLOCK_START, _BLOCK_END = _NAMES.index("direction"), _NAMES.index("ip6_ext")
+_PER_PACKET, _BLOCK, _REST = ("".join(f for _, f in PACKET_FIELDS[a:b])
+                              for a, b in ((0, _BLOCK_START), (_BLOCK_START, _BLOCK_END), (_BLOCK_END, None)))
+PACKET_ROW = struct.Struct(f"<{_PER_PACKET}{struct.calcsize('<' + _BLOCK)}s{struct.calcsize('<' + _REST)}x")
 
 
 @functools.cache
 def packet_rows(stride: int) -> struct.Struct:
-    """PACKET_ROW of every ring record of a batch whose records are `stride` bytes apart (all
+    """PACKET_ROW of each ring record of a batch whose records are `stride` bytes apart (all
     of one size: the struct and room for a payload of up to the snaplen)."""
     return struct.Struct(f"<8x{PACKET_ROW.format[1:]}{stride - 8 - PACKET_SIZE}x")
 

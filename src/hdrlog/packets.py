@@ -143,9 +143,7 @@ class PacketEncoder:
         self._flows: dict[tuple, tuple[bytes, bytes, bytes]] = {}
         # a flow's block (decode.PACKET_ROW) -> (template, kind), or None: no template for such packets
         self._templates: dict[bytes, tuple[bytes, int] | None] = {}
-        self._second = ""
-        self._second_text = b""
-        self._span = (b"", 0, 0)  # Clock.second_span() of the last packet lines() formatted
+        self._span = (b"", 0, 0)  # Clock.second_span() of the last packet formatted
 
     def lines(self, batch) -> list[bytes]:
         """A ring batch of packet events -> their JSON lines, in order (undecodable events counted).
@@ -162,7 +160,7 @@ class PacketEncoder:
         second_text, start, end = self._span
         out = []
         for off, n, row in zip(batch.offsets, batch.sizes, rows):
-            t = row and row[0] == D.EV_PACKET and not row[1] and templates.get(row[16])
+            t = row and row[0] == D.EV_PACKET and not row[1] and templates.get(row[-1])
             if not t:
                 if (line := self._first(data, off, n, row)) is not None:
                     out.append(line)
@@ -193,7 +191,7 @@ class PacketEncoder:
             log.debug("undecodable packet event: %s", e)
             return None
         # packets with payload come here too: a block already seen is not made into a template again
-        block = None if row is None or row[16] in self._templates else row[16]
+        block = None if row is None or row[-1] in self._templates else row[-1]
         return self.encode(v, payload, block)
 
     def _iface(self, ifindex: int, direction: int, xdp: int) -> bytes:
@@ -239,10 +237,10 @@ class PacketEncoder:
             if len(self._templates) >= TEMPLATE_CACHE:
                 self._templates.clear()
             self._templates[block] = template
-        second, ns = self.clock.second_and_ns(ts_ns)
-        if second != self._second:
-            self._second, self._second_text = second, second.encode()
-        parts = [_HEAD % (self._second_text, ns, iface, flen, flow[0])]
+        second_text, start, end = self._span
+        if not start <= ts_ns < end:
+            second_text, start, end = self._span = self.clock.second_span(ts_ns)
+        parts = [_HEAD % (second_text, ts_ns - start, iface, flen, flow[0])]
         if ip_version == 4:
             parts.append(_IPV4 % (ip_hdr_len, _TOS4[tos], ip_len, ip_id, _IP_FLAGS[ip_frag >> 13], ip_frag & 0x1FFF,
                                   ttl, ip_csum))  # fmt: skip

@@ -75,8 +75,9 @@ def test_templates_give_the_lines_of_whole_encoding(cap):
     encoder = PacketEncoder(CLOCK)
     assert encoder.lines(batch) == want
     assert encoder.lines(batch) == want  # every flow's template known now
-    for line in want:
-        record_object(line)
+    for line, (off, n) in zip(want, batch.records):
+        # the timestamp is the event's, in wall-clock time, to the nanosecond
+        assert record_object(line)["ts"] == CLOCK.rfc3339(D.decode_packet(batch.data, off, n).ts_ns)
     # the usual packets' flows keep a template (a packet whose payload was captured still comes whole)
     assert sum(1 for t in encoder._templates.values() if t) == sum(1 for _, _, usual in PACKETS if usual)
 
